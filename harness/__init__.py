@@ -1,0 +1,1 @@
+"""paradigm-bench: the machinery that trains, measures and compares learning paradigms."""

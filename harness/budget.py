@@ -1,0 +1,76 @@
+"""Budgets: how much training a cell gets, and the counters every record carries.
+
+Rules (the same for every method):
+
+- A *step* is one call to `Method.step` on one batch from the harness.
+- *examples* are the training examples the method reports consuming (`StepStats.examples`).
+- *forward_equivalents* are the method's own count of full-model forward passes over
+  its batch (`StepStats.forward_equivalents`); backprop counts ~3 per step.
+- *seconds* are wall seconds spent inside `Method.step` only (device-synchronised);
+  evaluation, checkpoint copies and logging are not counted.
+- The budget is checked *before* each step: training stops at the first step boundary
+  where the budgeted counter has reached its limit. The last step may overshoot by
+  less than one step; the record holds the exact counters, never the nominal budget.
+- Every record carries all counters whatever the budget kind, so any comparison can
+  be redrawn on another axis.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+BUDGET_KINDS: tuple[str, ...] = ("steps", "examples", "forward_equivalents", "seconds")
+
+
+@dataclass(frozen=True)
+class Budget:
+    kind: str
+    value: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in BUDGET_KINDS:
+            raise ValueError(f"unknown budget kind {self.kind!r}; use one of {', '.join(BUDGET_KINDS)}")
+        if not (self.value > 0 and math.isfinite(self.value)):
+            raise ValueError(f"budget.{self.kind} must be a positive number, got {self.value!r}")
+
+    def __str__(self) -> str:
+        value = int(self.value) if float(self.value).is_integer() else self.value
+        return f"{value} {self.kind}"
+
+
+@dataclass
+class Counters:
+    """What a cell has spent so far; updated by the runner after every step."""
+
+    steps: int = 0
+    examples: int = 0
+    forward_equivalents: float = 0.0
+    seconds: float = 0.0
+
+    def add(self, examples: int, forward_equivalents: float, seconds: float) -> None:
+        self.steps += 1
+        self.examples += int(examples)
+        self.forward_equivalents += float(forward_equivalents)
+        self.seconds += float(seconds)
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def spent_fraction(budget: Budget, counters: Counters) -> float:
+    """Share of the budget spent, clipped to [0, 1]; schedules follow this."""
+    return min(1.0, getattr(counters, budget.kind) / budget.value)
+
+
+def exhausted(budget: Budget, counters: Counters) -> bool:
+    return getattr(counters, budget.kind) >= budget.value
+
+
+def planned_steps(budget: Budget, batch_size: int) -> int | None:
+    """Steps the budget allows when that is known before training, else None."""
+    if budget.kind == "steps":
+        return int(math.ceil(budget.value))
+    if budget.kind == "examples":
+        return int(math.ceil(budget.value / batch_size))
+    return None

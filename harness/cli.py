@@ -1,0 +1,174 @@
+"""`bench`: the command line.
+
+    bench run suite=vision-vit [key=value ...] [--dry-run]
+    bench list methods|tasks|suites
+    bench env
+
+Exit codes: 0 success; 1 some cell failed or diverged; 2 bad input (nothing trained).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from harness import registry
+from harness.config import ConfigError, available_suites, describe, load_suite, resolve
+from harness.environment import environment
+from harness.interface import TaskDataError
+from harness.launch import FINAL_STATUSES, check_data, run_local, split_by_store
+from harness.plan import Cell, plan
+from harness.runner import Progress as StepProgress
+from harness.store import Store, StoreError
+from harness.summary import render, summarise
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+def _fail(message: str) -> int:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return 2
+
+
+class _Display:
+    """Two bars: the whole run (with time left) and the cell in progress (its budget)."""
+
+    def __init__(self, cells_to_run: int) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console, transient=False,
+        )
+        self.overall = self.progress.add_task("all cells", total=cells_to_run, info="")
+        self.current = self.progress.add_task("", total=1.0, info="")
+        self.finished = 0
+        self._last_update = 0.0
+
+    def on_progress(self, p: StepProgress) -> None:
+        now = time.monotonic()
+        if now - self._last_update < 0.2 and p.fraction < 1.0:
+            return
+        self._last_update = now
+        loss = "" if p.loss is None else f"loss {p.loss:.3f}"
+        val = "" if p.val_metric is None else f" val {p.val_metric:.4f}"
+        self.progress.update(
+            self.current, description=str(p.cell), completed=p.fraction, info=f"step {p.counters.steps} {loss}{val}"
+        )
+        self.progress.update(self.overall, completed=self.finished + p.fraction)
+
+    def on_record(self, cell: Cell, record: dict[str, Any]) -> None:
+        self.finished += 1
+        self.progress.update(self.overall, completed=self.finished)
+        status = record["status"]
+        colour = {"completed": "green", "unsupported": "yellow"}.get(status, "red")
+        detail = ""
+        if status == "completed":
+            final = record["final"]
+            detail = f"test {final['metric']} {final['test'][final['metric']]:.4f}, {record['timing']['train_seconds']:.1f} s"
+        elif record.get("error"):
+            detail = record["error"].splitlines()[0]
+        self.progress.console.print(f"[{colour}]{status}[/] {cell} {detail}", highlight=False)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        run = resolve(args.overrides)
+        cells = plan(run)
+    except (ConfigError, registry.RegistryError) as exc:
+        return _fail(str(exc))
+    if args.dry_run:
+        console.print_json(json.dumps(describe(run), default=str))
+        console.print(f"{len(cells)} cells")
+        return 0
+
+    store = Store(run.results_dir)
+    try:
+        store.check_writable()
+        split = split_by_store(cells, store)
+    except StoreError as exc:
+        return _fail(str(exc))
+    for path in store.set_aside:
+        err_console.print(f"[yellow]warning:[/] unreadable record set aside as {path}; its cell will run again.")
+    console.print(
+        f"suite [bold]{run.suite}[/]{f' (profile {run.profile})' if run.profile else ''}: {len(cells)} cells, "
+        f"{len(split.done)} already recorded, {len(split.todo)} to run; budget {run.budget} per cell; "
+        f"results in {run.results_dir / run.suite}"
+    )
+    status = 0
+    if split.todo:
+        try:
+            check_data(split.todo)
+        except TaskDataError as exc:
+            return _fail(str(exc))
+        display = _Display(len(split.todo))
+        try:
+            with display.progress:
+                run_local(split.todo, store, display.on_progress, display.on_record)
+        except StoreError as exc:
+            return _fail(f"{exc} Records written before this one are intact.")
+        except KeyboardInterrupt:
+            err_console.print("interrupted: finished cells are recorded; run the same command again to resume.")
+            return 130
+    else:
+        console.print("nothing to train: every cell is already recorded (delete its record.json to redo one).")
+
+    records = [store.load(c.suite, c.run_id) for c in cells]
+    records = [r for r in records if r is not None]
+    store.rebuild_index()
+    console.print(render(summarise(records), title=f"{run.suite}: test metric of the validation-selected state"))
+    if any(r["status"] not in FINAL_STATUSES or r["status"] == "diverged" for r in records):
+        status = 1
+    return status
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "methods":
+        for name in registry.method_names():
+            cls = registry.get_method(name)
+            console.print(f"{name:24} supports {', '.join(sorted(cls.supports))}")
+            for f in dataclasses.fields(cls.Config):
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                console.print(f"    {f.name} = {default!r}", highlight=False)
+    elif args.what == "tasks":
+        for name in registry.task_names():
+            cls = registry.get_task(name)
+            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            console.print(f"{name:24} kind {cls.kind:10} {doc}", highlight=False)
+    else:
+        for name in available_suites():
+            console.print(f"{name:24} {load_suite(name).get('description', '').strip().splitlines()[0]}", highlight=False)
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    console.print_json(json.dumps(environment()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="bench", description="Train, measure and compare learning paradigms.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a suite: bench run suite=vision-vit [key=value ...]")
+    run.add_argument("overrides", nargs="*", metavar="key=value")
+    run.add_argument("--dry-run", action="store_true", help="print the resolved config and the cell count; train nothing")
+    run.set_defaults(func=cmd_run)
+    lst = sub.add_parser("list", help="list registered methods, tasks or suites")
+    lst.add_argument("what", choices=("methods", "tasks", "suites"))
+    lst.set_defaults(func=cmd_list)
+    env = sub.add_parser("env", help="print this machine's environment as recorded in every run")
+    env.set_defaults(func=cmd_env)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

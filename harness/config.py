@@ -1,0 +1,436 @@
+"""Suites (YAML) plus command-line `key=value` overrides, validated before any training.
+
+Layering, lowest to highest precedence:
+
+1. the dataclass defaults of each method and task (the paper's values);
+2. the suite file `suites/<name>.yaml`;
+3. the suite's profile, when `profile=NAME` is given (a mapping of dotted keys);
+4. the command line: `method=backprop seeds=3 budget.steps=300 method.lr=1e-3`.
+
+Keys of a suite (top level):
+
+    description   free text
+    tasks         {label: {task: <registered task>, <task config keys>...}}
+    method        a method name, a list of names, or "all" (every registered method)
+    method_options {method name: {<method config keys>...}}: suite defaults per method
+    seeds         how many seeds (0..n-1), or an explicit list of seeds
+    budget        exactly one of {steps|examples|forward_equivalents|seconds: value}
+    batch_size    training batch size
+    eval_every    validation every this many steps (and always at the end)
+    device        auto | cpu | cuda
+    data_dir      a local data directory handed to every task
+    results_dir   where records go (default: results)
+    profiles      {name: {dotted.key: value}}: named bundles of overrides
+
+On the command line, `method.KEY=V` sets KEY for every selected method and
+`method.NAME.KEY=V` for method NAME only; `budget.KIND=V` replaces the budget (the
+kinds are exclusive); `tasks.LABEL.KEY=V` reaches into one task. Values are parsed
+as YAML (`[a,b]` is a list, `true`, `null`) and then coerced to the declared type,
+so `method.lr=1e-3` is a float. Every problem is a `ConfigError` naming the key
+and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from harness import registry
+from harness.budget import BUDGET_KINDS, Budget
+from harness.registry import did_you_mean
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+TOP_LEVEL_KEYS = (
+    "suite", "description", "tasks", "method", "method_options", "seeds", "budget", "batch_size",
+    "eval_every", "device", "data_dir", "results_dir", "profile", "profiles",
+)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, said in one message that names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    label: str
+    task: str
+    config: Any  # the registered task's Config dataclass
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    config: Any  # the registered method's Config dataclass
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A fully resolved and validated suite run."""
+
+    suite: str
+    description: str
+    tasks: tuple[TaskSpec, ...]
+    methods: tuple[MethodSpec, ...]
+    seeds: tuple[int, ...]
+    budget: Budget
+    batch_size: int
+    eval_every: int
+    device: str
+    results_dir: Path
+    profile: str | None = None
+    overrides: tuple[str, ...] = field(default=())
+
+
+# ----------------------------------------------------------------------------- suites
+
+
+def available_suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def suite_path(name: str) -> Path:
+    """`vision-vit` -> suites/vision-vit.yaml; a path to a .yaml file is taken as is."""
+    candidate = Path(name)
+    if candidate.suffix in (".yaml", ".yml"):
+        if not candidate.is_file():
+            raise ConfigError(f"suite file {candidate} does not exist.")
+        return candidate
+    path = SUITES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = available_suites()
+        raise ConfigError(
+            f"unknown suite {name!r}.{did_you_mean(name, known)} Known suites: {', '.join(known)} "
+            "(or pass a path to a .yaml file)."
+        )
+    return path
+
+
+def load_suite(name: str) -> dict[str, Any]:
+    path = suite_path(name)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"suite file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"suite file {path} must hold a mapping of keys, not {type(data).__name__}.")
+    data.setdefault("suite", path.stem)
+    return data
+
+
+# -------------------------------------------------------------------------- overrides
+
+
+def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
+    """['a.b=1', 'method=[x,y]'] -> [('a.b', 1), ('method', ['x', 'y'])]."""
+    parsed = []
+    for arg in args:
+        key, sep, text = arg.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"argument {arg!r} is not of the form key=value (e.g. method=backprop).")
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            value = text
+        parsed.append((key.strip(), value))
+    return parsed
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    head = parts[0]
+    if head not in TOP_LEVEL_KEYS:
+        raise ConfigError(f"unknown key {head!r}.{did_you_mean(head, list(TOP_LEVEL_KEYS))} "
+                          f"Known keys: {', '.join(TOP_LEVEL_KEYS)}.")
+    if head == "budget" and len(parts) == 2:
+        raw["budget"] = {parts[1]: value}  # budget kinds are exclusive: a new kind replaces the old
+        return
+    if head == "method" and len(parts) > 1:
+        names = registry.method_names()
+        if len(parts) > 2 and parts[1] in names:
+            _set_nested(raw.setdefault("_method_cli", {}).setdefault(parts[1], {}), parts[2:], value)
+        else:
+            _set_nested(raw.setdefault("_method_common", {}), parts[1:], value)
+        return
+    if len(parts) == 1:
+        raw[head] = value
+        return
+    target = raw.setdefault(head, {})
+    if not isinstance(target, dict):
+        raise ConfigError(f"{head} is not a mapping, so {key!r} cannot be set.")
+    _set_nested(target, parts[1:], value)
+
+
+def _set_nested(target: dict[str, Any], parts: list[str], value: Any) -> None:
+    for part in parts[:-1]:
+        nxt = target.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{part!r} holds a value, not a mapping, so it has no key {parts[-1]!r}.")
+        target = nxt
+    target[parts[-1]] = value
+
+
+# ------------------------------------------------------------ dataclass construction
+
+
+def build_dataclass(cls: type, values: dict[str, Any] | None, where: str) -> Any:
+    """Build `cls` from `values` strictly: unknown keys, wrong types and values its
+    `__post_init__` rejects all become a ConfigError naming `where.key`."""
+    values = dict(values or {})
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping of keys, got {values!r}.")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(
+                f"unknown key {where}.{key}.{did_you_mean(key, list(fields))} "
+                f"Keys of {where}: {', '.join(fields)}."
+            )
+        kwargs[key] = coerce(value, hints[key], f"{where}.{key}")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert a YAML/CLI value to the declared type, or say why it cannot be."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return coerce(value, option, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {args}.")
+    if origin is Literal:
+        if value not in args:
+            hint = did_you_mean(str(value), [str(a) for a in args])
+            raise ConfigError(f"{where} must be one of {', '.join(map(str, args))}; got {value!r}.{hint}")
+        return value
+    if origin in (tuple, list):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}.")
+        item_type = args[0] if args else Any
+        items = [coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or annotation is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}.")
+        return value
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        return build_dataclass(annotation, value, where)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "false", "no", "off"):
+            return value.lower() in ("true", "yes", "on")
+        raise ConfigError(f"{where} must be true or false, got {value!r}.")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(float(value)) if float(value).is_integer() else int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} must be an integer, got {value!r}.")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} must be a number, got {value!r}.")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where} must be a string, got {value!r}.")
+    if annotation is Path:
+        return Path(str(value))
+    return value
+
+
+# ---------------------------------------------------------------------- resolution
+
+
+def resolve(args: list[str]) -> RunConfig:
+    """Command-line arguments (`suite=... key=value ...`) -> a validated RunConfig."""
+    overrides = parse_overrides(args)
+    suite_names = [v for k, v in overrides if k == "suite"]
+    if not suite_names:
+        raise ConfigError(f"no suite given: add suite=NAME (known suites: {', '.join(available_suites())}).")
+    raw = load_suite(str(suite_names[-1]))
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(f"suite {raw['suite']}: unknown key {key!r}.{did_you_mean(key, list(TOP_LEVEL_KEYS))}")
+
+    profile = next((v for k, v in reversed(overrides) if k == "profile"), raw.get("profile"))
+    if profile is not None:
+        profiles = raw.get("profiles") or {}
+        if profile not in profiles:
+            raise ConfigError(
+                f"suite {raw['suite']} has no profile {profile!r}.{did_you_mean(str(profile), list(profiles))} "
+                f"Profiles: {', '.join(profiles) or 'none'}."
+            )
+        for key, value in (profiles[profile] or {}).items():
+            _set_dotted(raw, key, value)
+    for key, value in overrides:
+        if key not in ("suite", "profile"):
+            _set_dotted(raw, key, value)
+    return _validate(raw, profile, tuple(args))
+
+
+def _positive_int(raw: dict[str, Any], key: str, default: int) -> int:
+    value = coerce(raw.get(key, default), int, key)
+    if value < 1:
+        raise ConfigError(f"{key} must be a positive integer, got {value}.")
+    return value
+
+
+def _validate(raw: dict[str, Any], profile: str | None, overrides: tuple[str, ...]) -> RunConfig:
+    budget = _budget(raw.get("budget"))
+    seeds = _seeds(raw.get("seeds", 1))
+    device = coerce(raw.get("device", "auto"), Literal["auto", "cpu", "cuda"], "device")
+    tasks = _tasks(raw.get("tasks"), raw.get("data_dir"))
+    methods = _methods(raw, tasks)
+    return RunConfig(
+        suite=str(raw["suite"]),
+        description=str(raw.get("description", "")),
+        tasks=tasks,
+        methods=methods,
+        seeds=seeds,
+        budget=budget,
+        batch_size=_positive_int(raw, "batch_size", 128),
+        eval_every=_positive_int(raw, "eval_every", 100),
+        device=device,
+        results_dir=Path(str(raw.get("results_dir", "results"))),
+        profile=profile,
+        overrides=overrides,
+    )
+
+
+def _budget(value: Any) -> Budget:
+    if not isinstance(value, dict) or len(value) != 1:
+        raise ConfigError(
+            f"budget must name exactly one kind, e.g. budget.steps=300; got {value!r}. "
+            f"Kinds: {', '.join(BUDGET_KINDS)}."
+        )
+    (kind, amount), = value.items()
+    if kind not in BUDGET_KINDS:
+        raise ConfigError(f"unknown budget kind budget.{kind}.{did_you_mean(kind, list(BUDGET_KINDS))} "
+                          f"Kinds: {', '.join(BUDGET_KINDS)}.")
+    amount = coerce(amount, float, f"budget.{kind}")
+    try:
+        return Budget(kind, amount)
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (set e.g. budget.{kind}=1000).") from exc
+
+
+def _seeds(value: Any) -> tuple[int, ...]:
+    if isinstance(value, (list, tuple)):
+        seeds = tuple(coerce(list(value), list[int], "seeds"))
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ConfigError(f"seeds must be a non-empty list of distinct integers, got {value!r}.")
+        return seeds
+    count = coerce(value, int, "seeds")
+    if count < 1:
+        raise ConfigError(f"seeds must be at least 1 (the number of seeds to run), got {count}.")
+    return tuple(range(count))
+
+
+def _tasks(value: Any, data_dir: Any) -> tuple[TaskSpec, ...]:
+    if not isinstance(value, dict) or not value:
+        raise ConfigError("tasks must map a label to a task, e.g. tasks: {mlp: {task: digits, model: mlp}}.")
+    specs = []
+    for label, body in value.items():
+        body = dict(body or {})
+        if "task" not in body:
+            raise ConfigError(f"tasks.{label} names no task: add tasks.{label}.task=NAME "
+                              f"(known tasks: {', '.join(registry.task_names())}).")
+        name = str(body.pop("task"))
+        try:
+            task_cls = registry.get_task(name)
+        except registry.RegistryError as exc:
+            raise ConfigError(f"tasks.{label}.task: {exc}") from exc
+        if data_dir is not None and "data_dir" in {f.name for f in dataclasses.fields(task_cls.Config)}:
+            body.setdefault("data_dir", str(data_dir))
+        specs.append(TaskSpec(str(label), name, build_dataclass(task_cls.Config, body, f"tasks.{label}")))
+    return tuple(specs)
+
+
+def _methods(raw: dict[str, Any], tasks: tuple[TaskSpec, ...]) -> tuple[MethodSpec, ...]:
+    selection = raw.get("method", "all")
+    names = registry.method_names() if selection == "all" else selection
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, (list, tuple)) or not names:
+        raise ConfigError(f"method must be a name, a list of names or 'all'; got {selection!r}.")
+    suite_options = raw.get("method_options") or {}
+    for name in suite_options:
+        if name not in registry.method_names():
+            _unknown_method(name, "method_options")
+    common = raw.get("_method_common") or {}
+    specific = raw.get("_method_cli") or {}
+    specs = []
+    for name in names:
+        name = str(name)
+        if name not in registry.method_names():
+            _unknown_method(name, "method")
+        method_cls = registry.get_method(name)
+        known = {f.name for f in dataclasses.fields(method_cls.Config)}
+        for key in common:
+            if key not in known:
+                raise ConfigError(
+                    f"unknown key method.{key} for method {name}.{did_you_mean(key, sorted(known))} "
+                    f"Keys of {name}: {', '.join(sorted(known))}. "
+                    f"To set it for one method only, write method.<name>.{key}=..."
+                )
+        values = {**(suite_options.get(name) or {}), **common, **(specific.get(name) or {})}
+        specs.append(MethodSpec(name, build_dataclass(method_cls.Config, values, f"method.{name}")))
+    return tuple(specs)
+
+
+def _unknown_method(name: str, where: str) -> None:
+    known = registry.method_names()
+    raise ConfigError(f"{where}: unknown method {name!r}.{did_you_mean(name, known)} "
+                      f"Known methods: {', '.join(known)} (or 'all').")
+
+
+def describe(run: RunConfig) -> dict[str, Any]:
+    """The resolved config as plain data, for records and `bench run --dry-run`."""
+    return {
+        "suite": run.suite,
+        "profile": run.profile,
+        "tasks": {t.label: {"task": t.task, **dataclasses.asdict(t.config)} for t in run.tasks},
+        "methods": {m.name: dataclasses.asdict(m.config) for m in run.methods},
+        "seeds": list(run.seeds),
+        "budget": {run.budget.kind: run.budget.value},
+        "batch_size": run.batch_size,
+        "eval_every": run.eval_every,
+        "device": run.device,
+        "results_dir": str(run.results_dir),
+    }

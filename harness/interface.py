@@ -1,0 +1,171 @@
+"""The contract between the harness and the things it compares.
+
+Methods (paradigms) and tasks (data + model factories) see only this module and
+`harness.registry`. The harness owns the training loop, the clock, the data order,
+the budget and evaluation; a method owns exactly one update (`Method.step`), in the
+spirit of AlgoPerf's submission API.
+
+Shapes, in one place:
+
+- A `Batch` is `inputs` and `targets` on the cell's device; `size` is the number of
+  examples it carries (what the `examples` budget counts).
+- A `BlockModel` is `stem -> blocks[0] -> ... -> blocks[-1] -> head`. Global methods
+  call it as one module; local methods (forward-forward, predictive coding, local
+  learning) read and train each block's output.
+- A `Task` hands out batches, builds a fresh model for a seed, defines the training
+  loss a global method minimises and the metric the harness reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One minibatch: model inputs and the targets the task scores against."""
+
+    inputs: Tensor
+    targets: Tensor
+
+    @property
+    def size(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(self.inputs.to(device, non_blocking=True), self.targets.to(device, non_blocking=True))
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """What one update reports back to the harness.
+
+    loss: the method's own training objective for this step (None when the method
+      has none, e.g. a pure Hebbian update); a non-finite value ends the cell as
+      `diverged`.
+    examples: training examples consumed by this update.
+    forward_equivalents: cost in forward passes of the full model over this batch
+      (backprop ~3: forward + backward at ~2x; MeZO 2; an ES population of P: P).
+    """
+
+    loss: float | None
+    examples: int
+    forward_equivalents: float
+
+
+class BlockModel(nn.Module):
+    """A model as an ordered list of blocks between a stem and a head.
+
+    `stem` maps raw inputs to the first block's input (flatten, patch embedding,
+    token embedding), `blocks` are the units local learning rules train one by one,
+    and `head` maps the last block's output to logits. `forward` is the plain
+    composition, so global methods can treat the model as one module.
+    """
+
+    def __init__(self, stem: nn.Module, blocks: Sequence[nn.Module], head: nn.Module) -> None:
+        super().__init__()
+        self.stem = stem
+        self.blocks = nn.ModuleList(blocks)
+        self.head = head
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.stem(x)
+        for block in self.blocks:
+            h = block(h)
+        return self.head(h)
+
+    def block_outputs(self, x: Tensor) -> list[Tensor]:
+        """Outputs of the stem and of every block, in order (len = len(blocks) + 1)."""
+        outputs = [self.stem(x)]
+        for block in self.blocks:
+            outputs.append(block(outputs[-1]))
+        return outputs
+
+
+@runtime_checkable
+class Task(Protocol):
+    """Data splits, a model factory, a loss and a metric for one problem.
+
+    kind: what sort of problem this is ("classify", "lm", "control", ...); methods
+      declare the kinds they support.
+    metric: name of the headline metric `evaluate` returns (e.g. "accuracy");
+      `higher_is_better` says which way model selection goes.
+    """
+
+    name: str
+    kind: str
+    metric: str
+    higher_is_better: bool
+
+    def check_available(self) -> None:
+        """Raise a `TaskDataError` saying how to get the data, before any training."""
+
+    def build_model(self, generator: torch.Generator) -> BlockModel:
+        """A freshly initialised model; all randomness comes from `generator`."""
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        """An endless stream of training batches, reshuffled each epoch by `generator`."""
+
+    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
+        """The training loss a global method minimises (e.g. cross-entropy)."""
+
+    def evaluate(self, predict: Callable[[Tensor], Tensor], split: str, device: torch.device) -> dict[str, float]:
+        """Metrics of `predict` on split "val" or "test"; includes `self.metric`."""
+
+    def describe(self) -> dict[str, Any]:
+        """Sizes of the splits, input shape, number of classes: for the record."""
+
+
+class TaskDataError(RuntimeError):
+    """The data a task needs is not present; the message says how to get it."""
+
+
+@dataclass
+class SetupContext:
+    """Everything a method may know when it is set up, in one small object.
+
+    generator: the method's only source of randomness (zeroth-order and evolution
+      methods replay perturbations from it); seeded by the harness per cell.
+    budget_fraction: returns how much of the cell's budget is spent, in [0, 1];
+      schedules should follow it so they work for every budget kind.
+    planned_steps: the number of steps the budget allows when it is known in
+      advance (steps and examples budgets), else None.
+    """
+
+    model: BlockModel
+    task: Task
+    config: Any
+    device: torch.device
+    generator: torch.Generator
+    budget_fraction: Callable[[], float]
+    planned_steps: int | None = None
+
+
+class Method(Protocol):
+    """One learning paradigm, driven step by step by the harness.
+
+    Implementations are registered with `@register_method("name")`, carry a frozen
+    dataclass `Config` of their hyper-parameters (the paper's values as defaults),
+    and a `supports` set of task kinds. They never own the loop, the clock, the data
+    order or evaluation.
+    """
+
+    name: ClassVar[str]
+    supports: ClassVar[frozenset[str]]
+    Config: ClassVar[type]
+
+    def setup(self, ctx: SetupContext) -> None: ...
+
+    def step(self, batch: Batch) -> StepStats: ...
+
+    def predict(self, inputs: Tensor) -> Tensor:
+        """Logits (or an action distribution) for `inputs`, without learning."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...

@@ -1,0 +1,76 @@
+"""A resolved suite run -> its cells (task x method x seed), each with a stable run id."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from harness.budget import Budget
+from harness.config import MethodSpec, RunConfig, TaskSpec
+from harness.store import run_id
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: train `method` on `task` with `seed` under `budget`."""
+
+    suite: str
+    task: TaskSpec
+    method: MethodSpec
+    seed: int
+    budget: Budget
+    batch_size: int
+    eval_every: int
+    device: str  # resolved: "cpu" or "cuda"
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that can change the result; its hash is the run id.
+
+        The data directory is left out: where the same files live does not change
+        what is learned from them.
+        """
+        task_config = {k: v for k, v in dataclasses.asdict(self.task.config).items() if k != "data_dir"}
+        return {
+            "suite": self.suite,
+            "task_label": self.task.label,
+            "task": self.task.task,
+            "task_config": task_config,
+            "method": self.method.name,
+            "method_config": dataclasses.asdict(self.method.config),
+            "seed": self.seed,
+            "budget": {self.budget.kind: self.budget.value},
+            "batch_size": self.batch_size,
+            "eval_every": self.eval_every,
+            "device": self.device,
+        }
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self.identity())
+
+    def __str__(self) -> str:
+        return f"{self.task.label}/{self.method.name}/seed{self.seed}"
+
+
+def resolve_device(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        from harness.config import ConfigError
+
+        raise ConfigError("device=cuda was asked for but torch sees no CUDA device; use device=cpu or device=auto.")
+    return requested
+
+
+def plan(run: RunConfig) -> list[Cell]:
+    """Cells in a stable order: task, then method, then seed."""
+    device = resolve_device(run.device)
+    return [
+        Cell(run.suite, task, method, seed, run.budget, run.batch_size, run.eval_every, device)
+        for task in run.tasks
+        for method in run.methods
+        for seed in run.seeds
+    ]

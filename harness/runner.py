@@ -1,0 +1,221 @@
+"""One cell from start to record: seed, build, train to the budget, select, test.
+
+What the runner guarantees for every method alike:
+
+- Randomness: the cell seed fixes Python, NumPy and torch's global generators, and
+  three independent `torch.Generator`s: model initialisation, data order, and the
+  method's own (handed over in `SetupContext.generator`).
+- Timing: only `Method.step` is timed (device-synchronised before and after, see
+  harness/budget.py for what counts); validation is timed apart as `eval_seconds`.
+- Selection: the validation metric is computed every `eval_every` steps and at the
+  end; the state with the best validation metric is kept (copied to CPU) and the
+  test split is evaluated once, on that state only.
+- Status: `completed`; `diverged` when a step reports a non-finite loss (the record
+  keeps the curve up to there and no final metrics); `failed` when anything raises
+  (the error and traceback are recorded, other cells go on); `unsupported` when the
+  task's kind is not in the method's `supports`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness import budget as budgets
+from harness.environment import environment
+from harness.interface import SetupContext, Task
+from harness.plan import Cell
+from harness.registry import get_method, get_task
+
+RECORD_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a progress display is told after every step."""
+
+    cell: Cell
+    counters: budgets.Counters
+    fraction: float
+    loss: float | None
+    val_metric: float | None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def build_task(cell: Cell) -> Task:
+    return get_task(cell.task.task)(cell.task.config)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _snapshot(obj: Any) -> Any:
+    """A deep copy of a (nested) state dict with every tensor cloned to CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_snapshot(v) for v in obj)
+    return obj
+
+
+def _generators(seed: int) -> tuple[torch.Generator, torch.Generator, torch.Generator]:
+    """Independent generators for model init, data order and the method."""
+    streams = np.random.SeedSequence(seed).spawn(3)
+    return tuple(torch.Generator().manual_seed(int(s.generate_state(1)[0])) for s in streams)  # type: ignore[return-value]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def new_record(cell: Cell) -> dict[str, Any]:
+    return {
+        "schema": RECORD_SCHEMA,
+        "run_id": cell.run_id,
+        "suite": cell.suite,
+        "task_label": cell.task.label,
+        "task": cell.task.task,
+        "method": cell.method.name,
+        "seed": cell.seed,
+        "status": None,
+        "error": None,
+        "config": cell.identity(),
+        "env": environment(),
+        "budget": {"kind": cell.budget.kind, "value": cell.budget.value},
+        "started_at": _now(),
+    }
+
+
+def run_cell(cell: Cell, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """Train and evaluate one cell; always returns a record, never raises on a bad method."""
+    record = new_record(cell)
+    try:
+        task = build_task(cell)
+        method_cls = get_method(cell.method.name)
+        if task.kind not in method_cls.supports:
+            record.update(
+                status="unsupported",
+                error=f"method {cell.method.name} supports {sorted(method_cls.supports)}, "
+                f"not {task.kind!r} tasks like {cell.task.task}",
+            )
+        else:
+            record.update(_train(cell, task, method_cls, on_progress))
+    except Exception as exc:  # a failing cell must not take the others down
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    record["finished_at"] = _now()
+    return record
+
+
+def _train(cell: Cell, task: Task, method_cls: type, on_progress: ProgressCallback | None) -> dict[str, Any]:
+    task.check_available()
+    seed_everything(cell.seed)
+    init_gen, data_gen, method_gen = _generators(cell.seed)
+    device = torch.device(cell.device)
+    model = task.build_model(init_gen).to(device)
+    counters = budgets.Counters()
+    method = method_cls()
+    method.setup(
+        SetupContext(
+            model=model,
+            task=task,
+            config=cell.method.config,
+            device=device,
+            generator=method_gen,
+            budget_fraction=lambda: budgets.spent_fraction(cell.budget, counters),
+            planned_steps=budgets.planned_steps(cell.budget, cell.batch_size),
+        )
+    )
+
+    curve: list[dict[str, Any]] = []
+    step_seconds: list[float] = []
+    eval_seconds = 0.0
+    best: tuple[float, int, dict[str, Any], dict[str, float]] | None = None
+    losses: list[float] = []
+    sign = 1.0 if task.higher_is_better else -1.0
+    batches = task.train_batches(cell.batch_size, data_gen)
+    last_val: float | None = None
+
+    while not budgets.exhausted(cell.budget, counters):
+        batch = next(batches).to(device)
+        _sync(device)
+        start = time.perf_counter()
+        stats = method.step(batch)
+        _sync(device)
+        elapsed = time.perf_counter() - start
+        counters.add(stats.examples, stats.forward_equivalents, elapsed)
+        step_seconds.append(elapsed)
+        if stats.loss is not None:
+            if not math.isfinite(stats.loss):
+                curve.append({**counters.as_dict(), "train_loss": None, "val_metric": None})
+                return {
+                    "status": "diverged",
+                    "error": f"non-finite training loss ({stats.loss}) at step {counters.steps}",
+                    "task_info": task.describe(),
+                    "counters": counters.as_dict(),
+                    "curve": curve,
+                    "final": None,
+                    "timing": _timing(step_seconds, eval_seconds),
+                }
+            losses.append(stats.loss)
+
+        if counters.steps % cell.eval_every == 0 or budgets.exhausted(cell.budget, counters):
+            start = time.perf_counter()
+            val = task.evaluate(method.predict, "val", device)
+            eval_seconds += time.perf_counter() - start
+            last_val = val[task.metric]
+            curve.append({
+                **counters.as_dict(),
+                "train_loss": statistics.fmean(losses) if losses else None,
+                "val_metric": last_val,
+                **{f"val_{k}": v for k, v in val.items() if k != task.metric},
+            })
+            losses = []
+            if best is None or sign * last_val > sign * best[0]:
+                best = (last_val, counters.steps, _snapshot(method.state_dict()), val)
+        if on_progress is not None:
+            on_progress(Progress(cell, counters, budgets.spent_fraction(cell.budget, counters), stats.loss, last_val))
+
+    assert best is not None, "the loop always evaluates after its last step"
+    _, best_step, best_state, best_val = best
+    method.load_state_dict(best_state)
+    start = time.perf_counter()
+    test = task.evaluate(method.predict, "test", device)
+    eval_seconds += time.perf_counter() - start
+    return {
+        "status": "completed",
+        "task_info": task.describe(),
+        "counters": counters.as_dict(),
+        "curve": curve,
+        "final": {"metric": task.metric, "best_step": best_step, "val": best_val, "test": test},
+        "timing": _timing(step_seconds, eval_seconds),
+    }
+
+
+def _timing(step_seconds: list[float], eval_seconds: float) -> dict[str, float | None]:
+    return {
+        "train_seconds": sum(step_seconds),
+        "median_step_seconds": statistics.median(step_seconds) if step_seconds else None,
+        "eval_seconds": eval_seconds,
+    }
