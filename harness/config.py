@@ -18,6 +18,8 @@ Keys of a suite (top level):
     batch_size    training batch size
     eval_every    validation every this many steps (and always at the end)
     device        auto | cpu | cuda
+    threads       torch CPU threads per cell (null: torch's default); tiny models run
+                  fastest on 1, and 2 threads on a busy 2-core machine can be 10x slower
     data_dir      a local data directory handed to every task
     results_dir   where records go (default: results)
     profiles      {name: {dotted.key: value}}: named bundles of overrides
@@ -48,7 +50,7 @@ from harness.registry import did_you_mean
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TOP_LEVEL_KEYS = (
     "suite", "description", "tasks", "method", "method_options", "seeds", "budget", "batch_size",
-    "eval_every", "device", "data_dir", "results_dir", "profile", "profiles",
+    "eval_every", "device", "threads", "data_dir", "results_dir", "profile", "profiles",
 )
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -83,6 +85,7 @@ class RunConfig:
     batch_size: int
     eval_every: int
     device: str
+    threads: int | None
     results_dir: Path
     profile: str | None = None
     overrides: tuple[str, ...] = field(default=())
@@ -327,6 +330,7 @@ def _validate(raw: dict[str, Any], profile: str | None, overrides: tuple[str, ..
         batch_size=_positive_int(raw, "batch_size", 128),
         eval_every=_positive_int(raw, "eval_every", 100),
         device=device,
+        threads=None if raw.get("threads") is None else _positive_int(raw, "threads", 1),
         results_dir=Path(str(raw.get("results_dir", "results"))),
         profile=profile,
         overrides=overrides,
@@ -432,5 +436,6 @@ def describe(run: RunConfig) -> dict[str, Any]:
         "batch_size": run.batch_size,
         "eval_every": run.eval_every,
         "device": run.device,
+        "threads": run.threads,
         "results_dir": str(run.results_dir),
     }

@@ -25,12 +25,13 @@ class Cell:
     batch_size: int
     eval_every: int
     device: str  # resolved: "cpu" or "cuda"
+    threads: int | None = None  # torch CPU threads; speed only, so not part of the run id
 
     def identity(self) -> dict[str, Any]:
         """Everything that can change the result; its hash is the run id.
 
-        The data directory is left out: where the same files live does not change
-        what is learned from them.
+        Left out: the data directory (where the same files live does not change what
+        is learned from them) and the thread count (it changes speed, not results).
         """
         task_config = {k: v for k, v in dataclasses.asdict(self.task.config).items() if k != "data_dir"}
         return {
@@ -69,7 +70,7 @@ def plan(run: RunConfig) -> list[Cell]:
     """Cells in a stable order: task, then method, then seed."""
     device = resolve_device(run.device)
     return [
-        Cell(run.suite, task, method, seed, run.budget, run.batch_size, run.eval_every, device)
+        Cell(run.suite, task, method, seed, run.budget, run.batch_size, run.eval_every, device, run.threads)
         for task in run.tasks
         for method in run.methods
         for seed in run.seeds

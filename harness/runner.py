@@ -104,6 +104,7 @@ def new_record(cell: Cell) -> dict[str, Any]:
         "config": cell.identity(),
         "env": environment(),
         "budget": {"kind": cell.budget.kind, "value": cell.budget.value},
+        "threads": cell.threads or torch.get_num_threads(),
         "started_at": _now(),
     }
 
@@ -130,6 +131,8 @@ def run_cell(cell: Cell, on_progress: ProgressCallback | None = None) -> dict[st
 
 def _train(cell: Cell, task: Task, method_cls: type, on_progress: ProgressCallback | None) -> dict[str, Any]:
     task.check_available()
+    if cell.threads is not None:
+        torch.set_num_threads(cell.threads)
     seed_everything(cell.seed)
     init_gen, data_gen, method_gen = _generators(cell.seed)
     device = torch.device(cell.device)

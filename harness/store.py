@@ -1,0 +1,439 @@
+"""The results store: run ids, atomic records, resume, and the parquet index.
+
+Layout (the only place it is written down in code):
+
+    <root>/<suite>/<run_id>/record.json     one run, written by the runner
+    <root>/index.parquet                    one row per record, rebuilt from the records
+    <root>/curves.parquet                   one row per curve point, rebuilt from the records
+
+The records are the truth; the two parquet files are caches that reports and claims
+read and that `Store.rebuild_index` can always regenerate.
+
+Rules this module keeps, because a benchmark that runs for days must survive a kill,
+a full disk and a half-written file without losing or silently replacing results:
+
+- The run id is a hash of the resolved cell config, so re-running a suite finds the
+  cells already done (resume) and any change to the config is a new run.
+- A record is written to a temporary file in its own directory, fsynced and renamed
+  over `record.json`: a reader sees the old record or the new one, never half of one.
+- A record never holds NaN or infinity: `to_jsonable` turns them into None and JSON
+  is written with `allow_nan=False`, so the files stay strict JSON.
+- A record that cannot be parsed is set aside (renamed, logged, listed in
+  `Store.set_aside`), never deleted or overwritten, and its cell counts as not run.
+- Every OS error on the way to disk becomes a `StoreError` that names the path, the
+  cause and what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import errno
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pandas is imported only where the index is built or read
+    import pandas
+
+log = logging.getLogger(__name__)
+
+RECORD_NAME = "record.json"
+INDEX_NAME = "index.parquet"
+CURVES_NAME = "curves.parquet"
+
+# Columns that identify a run; they lead both tables and exist even when empty.
+ID_COLUMNS = ("run_id", "suite", "task_label", "method", "seed")
+INDEX_ID_COLUMNS = (*ID_COLUMNS, "task", "status", "error")
+
+_RUN_ID_LEN = 16
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
+
+
+class StoreError(RuntimeError):
+    """The results directory cannot be written or read; the message says what to do."""
+
+
+# --------------------------------------------------------------------------- run ids
+
+
+def canonical_json(obj: Any) -> str:
+    """The one serialisation that is hashed: sorted keys, no whitespace, strict JSON.
+
+    `to_jsonable` runs first, so tuples and lists (and dataclasses and dicts) with the
+    same content serialise alike.
+    """
+    return json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def run_id(cell: Mapping[str, Any] | Any) -> str:
+    """First 16 hex chars of sha256 of the canonical JSON of the resolved cell config.
+
+    Independent of dict order, of process and of PYTHONHASHSEED, so the same cell gets
+    the same directory on every run and a finished cell is found again (resume).
+    Note that 1 and 1.0 are different configs here; the config layer should resolve
+    types before hashing.
+    """
+    return hashlib.sha256(canonical_json(cell).encode("utf-8")).hexdigest()[:_RUN_ID_LEN]
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert `obj` to plain JSON types; NaN and +-inf become None.
+
+    Handles dicts (keys made str), lists, tuples, sets (sorted, so they hash stably),
+    dataclasses, enums, paths, dates, and numpy / torch scalars and arrays (duck-typed
+    through `.tolist()` / `.item()`, so neither library is imported here). Anything else
+    is a TypeError naming the type: a record must not hold a value we cannot read back.
+    """
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, enum.Enum):
+        return to_jsonable(obj.value)
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):  # numpy.float64 is a float subclass and lands here too
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        items = [to_jsonable(v) for v in obj]
+        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if isinstance(obj, (datetime, date)):
+        return obj.isoformat()
+    tolist = getattr(obj, "tolist", None)  # numpy scalars/arrays, torch tensors
+    if callable(tolist):
+        return to_jsonable(tolist())
+    item = getattr(obj, "item", None)
+    if callable(item):
+        return to_jsonable(item())
+    raise TypeError(f"cannot store a value of type {type(obj).__module__}.{type(obj).__qualname__} "
+                    f"in a record: {obj!r:.80}. Convert it to a number, string, list or dict first.")
+
+
+# --------------------------------------------------------------------------- disk
+
+
+def _store_error(path: Path, err: OSError, doing: str = "write", subject: str = "results file") -> StoreError:
+    """An error for people: the path, the OS reason, and what to do about it."""
+    reason = err.strerror or str(err)
+    code = err.errno
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "Choose another with results_dir=DIR, or fix its permissions."
+        what = f"is not {'readable' if doing == 'read' else 'writable'}"
+    elif code in (errno.ENOSPC, errno.EDQUOT):
+        hint = "Free some space (or quota) on that disk, or choose another with results_dir=DIR."
+        what = "could not be written"
+    elif code == errno.EFBIG:
+        hint = "A file-size limit was hit (see `ulimit -f`); raise it or choose another results_dir=DIR."
+        what = "could not be written"
+    elif code in (errno.ENOTDIR, errno.EEXIST):
+        hint = "A file stands where a directory is needed; move it or choose another results_dir=DIR."
+        what = "is not a directory"
+    else:
+        hint = "Check the disk and the path, or choose another with results_dir=DIR."
+        what = f"could not be {'read' if doing == 'read' else 'written'}"
+    return StoreError(f"{subject} {path} {what} ({reason}). {hint}")
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable: fsync the directory entry (POSIX only)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as err:  # some filesystems cannot fsync a directory; that is not data loss
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a reader sees the old content or the new, never half.
+
+    temp file in the same directory (so the rename stays on one filesystem) -> fsync ->
+    os.replace -> fsync the directory. On any failure the temp file is removed and the
+    previous file is left as it was.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # name the directory that could not be made, not its child
+        raise _store_error(Path(err.filename or path.parent), err, subject="results directory") from err
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise _store_error(path.parent, err, subject="results directory") from err
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600; results are meant to be shared
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:  # also KeyboardInterrupt: never leave a stray temp file
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            log.warning("could not remove temporary file %s", tmp)
+        if isinstance(err, OSError):
+            raise _store_error(path, err) from err
+        raise
+    try:
+        _fsync_dir(path.parent)
+    except OSError as err:
+        raise _store_error(path.parent, err, subject="results directory") from err
+
+
+def _utc_stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+
+
+# --------------------------------------------------------------------------- flattening
+
+
+def _flatten(obj: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Nested dicts -> dotted keys (`final.test.accuracy`); lists -> JSON strings."""
+    out = {} if out is None else out
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            _flatten(value, f"{name}.", out)
+        elif isinstance(value, list):
+            out[name] = json.dumps(value, sort_keys=True, separators=(",", ":"))
+        else:
+            out[name] = value
+    return out
+
+
+def _label(value: Any) -> Any:
+    """A scalar for an identifying column: a dict's `name`, or its JSON."""
+    if isinstance(value, Mapping):
+        return value.get("name", json.dumps(value, sort_keys=True, separators=(",", ":")))
+    if isinstance(value, list):
+        return json.dumps(value, separators=(",", ":"))
+    return value
+
+
+def _frame(rows: list[dict[str, Any]], leading: tuple[str, ...]) -> pandas.DataFrame:
+    """Rows -> a DataFrame pyarrow can write: leading columns first, mixed types as str."""
+    import pandas as pd
+
+    columns = list(leading) + sorted({c for row in rows for c in row} - set(leading))
+    df = pd.DataFrame(rows, columns=columns)
+    for col in df.columns:
+        if df[col].dtype != object:
+            continue
+        values = df[col].dropna()
+        kinds = {"number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v)
+                 for v in values}
+        if len(kinds) > 1:  # e.g. lr=0.001 in one record and lr="auto" in another
+            df[col] = df[col].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v))
+                                  else str(v))
+    return df
+
+
+def _empty_frame(columns: tuple[str, ...]) -> pandas.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame({c: pd.Series(dtype="Int64" if c == "seed" else "string") for c in columns})
+
+
+def _parquet_bytes(df: pandas.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    df.to_parquet(buf, engine="pyarrow", index=False)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- the store
+
+
+@dataclass
+class Store:
+    """Records under `root`, one directory per run; see the module docstring for the layout.
+
+    `set_aside` lists every corrupt record this Store has renamed out of the way, so the
+    CLI can tell the user which cells are being re-run and where the old bytes went.
+    """
+
+    root: Path
+    set_aside: list[Path] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+
+    # paths ------------------------------------------------------------------
+
+    @property
+    def index_path(self) -> Path:
+        return self.root / INDEX_NAME
+
+    @property
+    def curves_path(self) -> Path:
+        return self.root / CURVES_NAME
+
+    def record_path(self, suite: str, run_id: str) -> Path:
+        """`<root>/<suite>/<run_id>/record.json`; both parts must be plain names, so a
+        record can never land outside the root."""
+        for what, name in (("suite", suite), ("run_id", run_id)):
+            if not isinstance(name, str) or not _SAFE_NAME.match(name) or name in (".", ".."):
+                raise ValueError(f"{what} {name!r} cannot be a results directory name: use letters, "
+                                 "digits and ._=+- only, not starting with a dot.")
+        return self.root / suite / run_id / RECORD_NAME
+
+    # checks -----------------------------------------------------------------
+
+    def check_writable(self) -> None:
+        """Fail before hours of training, not after: create the root if needed and write,
+        fsync and remove a small probe file in it."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise _store_error(Path(err.filename or self.root), err, subject="results directory") from err
+        if not self.root.is_dir():
+            raise _store_error(self.root, NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)),
+                               subject="results directory")
+        probe = self.root / ".write-probe"
+        _atomic_write(probe, b"paradigm-bench write probe\n")
+        try:
+            probe.unlink()
+        except OSError as err:
+            raise _store_error(probe, err) from err
+
+    # records ----------------------------------------------------------------
+
+    def load(self, suite: str, run_id: str) -> dict[str, Any] | None:
+        """The stored record, or None when the cell has to be (re-)run: absent, or corrupt
+        (then set aside, see `_read`)."""
+        return self._read(self.record_path(suite, run_id))
+
+    def write(self, suite: str, run_id: str, record: Mapping[str, Any]) -> Path:
+        """Write `record` atomically to its `record.json` and return the path.
+
+        The record is serialised before the disk is touched, so a value that cannot be
+        stored (TypeError) leaves nothing behind; any OSError leaves the previous record
+        as it was and raises StoreError.
+        """
+        path = self.record_path(suite, run_id)
+        text = json.dumps(to_jsonable(record), indent=1, sort_keys=True, allow_nan=False) + "\n"
+        _atomic_write(path, text.encode("utf-8"))
+        return path
+
+    def records(self, suite: str | None = None) -> list[dict[str, Any]]:
+        """Every parseable record (of one suite, or all), sorted by path; corrupt ones are
+        set aside and skipped."""
+        pattern = f"{suite}/*/{RECORD_NAME}" if suite is not None else f"*/*/{RECORD_NAME}"
+        if suite is not None:
+            self.record_path(suite, "x")  # validate the name
+        out = []
+        for path in sorted(self.root.glob(pattern)):
+            record = self._read(path)
+            if record is not None:
+                out.append(record)
+        return out
+
+    def _read(self, path: Path) -> dict[str, Any] | None:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise _store_error(path, err, doing="read") from err
+        try:
+            record = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
+            self._set_aside(path, f"it is not valid JSON ({err})")
+            return None
+        if not isinstance(record, dict):
+            self._set_aside(path, f"it holds a JSON {type(record).__name__}, not an object")
+            return None
+        # The directory is where the record lives; fill the ids from it if the record lacks them.
+        record.setdefault("suite", path.parent.parent.name)
+        record.setdefault("run_id", path.parent.name)
+        return record
+
+    def _set_aside(self, path: Path, why: str) -> Path:
+        """Rename a corrupt record to `record.json.corrupt-<UTC stamp>` (with a counter if
+        that name is taken), so its cell re-runs while the bytes stay for inspection."""
+        base = path.with_name(f"{path.name}.corrupt-{_utc_stamp()}")
+        target, n = base, 1
+        while target.exists():  # never overwrite an earlier set-aside file
+            target, n = base.with_name(f"{base.name}.{n}"), n + 1
+        try:
+            os.rename(path, target)
+        except OSError as err:
+            raise StoreError(f"record {path} is corrupt ({why}) and could not be set aside "
+                             f"({err.strerror or err}). Move it away by hand and run again.") from err
+        log.warning("record %s is corrupt (%s); set aside as %s, its cell will be re-run", path, why, target)
+        self.set_aside.append(target)
+        return target
+
+    # index ------------------------------------------------------------------
+
+    def rebuild_index(self) -> Path:
+        """Rebuild `index.parquet` and `curves.parquet` from the records; return the index path.
+
+        index: one row per record; nested dicts flattened to dotted columns
+        (`final.test.accuracy`, `config.method.lr`), lists as JSON strings, the curve left
+        out. curves: one row per curve point, with the identifying columns. A column whose
+        values have different types across records is stored as strings.
+        """
+        index_rows: list[dict[str, Any]] = []
+        curve_rows: list[dict[str, Any]] = []
+        for record in self.records():
+            curve = record.get("curve") or []
+            index_rows.append(_flatten({k: v for k, v in record.items() if k != "curve"}))
+            ids = {c: _label(record.get(c)) for c in ID_COLUMNS}
+            for point in curve:
+                if isinstance(point, Mapping):
+                    curve_rows.append({**_flatten(point), **ids})
+        index = _frame(index_rows, INDEX_ID_COLUMNS) if index_rows else _empty_frame(INDEX_ID_COLUMNS)
+        curves = _frame(curve_rows, ID_COLUMNS) if curve_rows else _empty_frame((*ID_COLUMNS, "step"))
+        # Curves first: the index is what readers check for, so it appears last.
+        _atomic_write(self.curves_path, _parquet_bytes(curves))
+        _atomic_write(self.index_path, _parquet_bytes(index))
+        return self.index_path
+
+    def _index_stale(self) -> bool:
+        if not (self.index_path.exists() and self.curves_path.exists()):
+            return True
+        built = min(self.index_path.stat().st_mtime_ns, self.curves_path.stat().st_mtime_ns)
+        return any(p.stat().st_mtime_ns > built for p in self.root.glob(f"*/*/{RECORD_NAME}"))
+
+    def read_index(self) -> pandas.DataFrame:
+        """The index as a DataFrame; rebuilt first when missing or older than a record."""
+        import pandas as pd
+
+        if self._index_stale():
+            self.rebuild_index()
+        return pd.read_parquet(self.index_path)
+
+    def read_curves(self) -> pandas.DataFrame:
+        """The long-format curves table; rebuilt first when missing or older than a record."""
+        import pandas as pd
+
+        if self._index_stale():
+            self.rebuild_index()
+        return pd.read_parquet(self.curves_path)

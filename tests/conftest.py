@@ -1,0 +1,34 @@
+"""Shared fixtures: a tiny real suite (digits) that trains in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TINY_SUITE = """
+description: tiny digits suite for tests
+tasks:
+  mlp: {{task: digits, model: mlp, mlp: {{hidden: [64]}}}}
+method: backprop
+method_options:
+  backprop: {{lr: 0.01}}
+seeds: {seeds}
+budget: {{steps: {steps}}}
+batch_size: 64
+eval_every: {eval_every}
+device: cpu
+threads: 1
+"""
+
+
+@pytest.fixture
+def tiny_suite(tmp_path: Path):
+    """Write a tiny suite file and return its path; keyword arguments change its numbers."""
+
+    def make(seeds: int = 1, steps: int = 150, eval_every: int = 50, name: str = "tiny") -> str:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(TINY_SUITE.format(seeds=seeds, steps=steps, eval_every=eval_every))
+        return str(path)
+
+    return make
