@@ -1,0 +1,1 @@
+"""Suites: YAML suites, task code (data and model factories) and claim files."""
