@@ -8,6 +8,9 @@ Rules (the same for every method):
   its batch (`StepStats.forward_equivalents`); backprop counts ~3 per step.
 - *seconds* are wall seconds spent inside `Method.step` only (device-synchronised);
   evaluation, checkpoint copies and logging are not counted.
+- *flops* are counted FLOPs per step kind (from the meter's probes) times the steps
+  of that kind; *joules* are measured energy inside steps (harness/meter.py). A
+  joules budget is refused where no energy counter exists.
 - The budget is checked *before* each step: training stops at the first step boundary
   where the budgeted counter has reached its limit. The last step may overshoot by
   less than one step; the record holds the exact counters, never the nominal budget.
@@ -20,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-BUDGET_KINDS: tuple[str, ...] = ("steps", "examples", "forward_equivalents", "seconds")
+BUDGET_KINDS: tuple[str, ...] = ("steps", "examples", "forward_equivalents", "seconds", "flops", "joules")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class Counters:
     examples: int = 0
     forward_equivalents: float = 0.0
     seconds: float = 0.0
+    flops: float | None = 0.0  # None while a step kind awaits its FLOP probe
+    joules: float | None = None  # None where energy is not measured
 
     def add(self, examples: int, forward_equivalents: float, seconds: float) -> None:
         self.steps += 1
@@ -59,12 +64,18 @@ class Counters:
 
 
 def spent_fraction(budget: Budget, counters: Counters) -> float:
-    """Share of the budget spent, clipped to [0, 1]; schedules follow this."""
-    return min(1.0, getattr(counters, budget.kind) / budget.value)
+    """Share of the budget spent, clipped to [0, 1]; schedules follow this.
+
+    A counter that is momentarily unknown (FLOPs awaiting a probe) counts as the
+    steps' share so far being unknown: the fraction stays where it was last known.
+    """
+    spent = getattr(counters, budget.kind)
+    return 0.0 if spent is None else min(1.0, spent / budget.value)
 
 
 def exhausted(budget: Budget, counters: Counters) -> bool:
-    return getattr(counters, budget.kind) >= budget.value
+    spent = getattr(counters, budget.kind)
+    return spent is not None and spent >= budget.value
 
 
 def planned_steps(budget: Budget, batch_size: int) -> int | None:

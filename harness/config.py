@@ -20,6 +20,7 @@ Keys of a suite (top level):
     device        auto | cpu | cuda
     threads       torch CPU threads per cell (null: torch's default); tiny models run
                   fastest on 1, and 2 threads on a busy 2-core machine can be 10x slower
+    meter         {probe_steps: 1, sampling: true}: measurement settings (harness/meter.py)
     data_dir      a local data directory handed to every task
     results_dir   where records go (default: results)
     profiles      {name: {dotted.key: value}}: named bundles of overrides
@@ -45,12 +46,13 @@ import yaml
 
 from harness import registry
 from harness.budget import BUDGET_KINDS, Budget
+from harness.meter import MeterConfig
 from harness.registry import did_you_mean
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TOP_LEVEL_KEYS = (
     "suite", "description", "tasks", "method", "method_options", "seeds", "budget", "batch_size",
-    "eval_every", "device", "threads", "data_dir", "results_dir", "profile", "profiles",
+    "eval_every", "device", "threads", "meter", "data_dir", "results_dir", "profile", "profiles",
 )
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -86,6 +88,7 @@ class RunConfig:
     eval_every: int
     device: str
     threads: int | None
+    meter: MeterConfig
     results_dir: Path
     profile: str | None = None
     overrides: tuple[str, ...] = field(default=())
@@ -331,6 +334,7 @@ def _validate(raw: dict[str, Any], profile: str | None, overrides: tuple[str, ..
         eval_every=_positive_int(raw, "eval_every", 100),
         device=device,
         threads=None if raw.get("threads") is None else _positive_int(raw, "threads", 1),
+        meter=build_dataclass(MeterConfig, raw.get("meter"), "meter"),
         results_dir=Path(str(raw.get("results_dir", "results"))),
         profile=profile,
         overrides=overrides,
@@ -437,5 +441,6 @@ def describe(run: RunConfig) -> dict[str, Any]:
         "eval_every": run.eval_every,
         "device": run.device,
         "threads": run.threads,
+        "meter": dataclasses.asdict(run.meter),
         "results_dir": str(run.results_dir),
     }

@@ -51,11 +51,14 @@ class StepStats:
     examples: training examples consumed by this update.
     forward_equivalents: cost in forward passes of the full model over this batch
       (backprop ~3: forward + backward at ~2x; MeZO 2; an ES population of P: P).
+    kind: which sort of step this was, for methods whose steps differ in cost
+      (e.g. "inference" and "learning" phases); the meter counts FLOPs per kind.
     """
 
     loss: float | None
     examples: int
     forward_equivalents: float
+    kind: str = "update"
 
 
 class BlockModel(nn.Module):
@@ -169,3 +172,12 @@ class Method(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    # Optional: `memory_buffers() -> dict[str, Tensor | list[Tensor]]` names every tensor
+    # the method keeps besides the model's parameters and gradients (optimizer state,
+    # value nodes, perturbation seeds, auxiliary heads), so the memory ledger counts it.
+
+
+def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> list[Tensor]:
+    """Every tensor an optimizer keeps per parameter (momenta, second moments, steps)."""
+    return [v for state in optimizer.state.values() for v in state.values() if isinstance(v, Tensor)]

@@ -9,7 +9,9 @@ from typing import Any
 import torch
 
 from harness.budget import Budget
-from harness.config import MethodSpec, RunConfig, TaskSpec
+from harness.config import ConfigError, MethodSpec, RunConfig, TaskSpec
+from harness.energy import EnergyMeter
+from harness.meter import MeterConfig
 from harness.store import run_id
 
 
@@ -26,12 +28,14 @@ class Cell:
     eval_every: int
     device: str  # resolved: "cpu" or "cuda"
     threads: int | None = None  # torch CPU threads; speed only, so not part of the run id
+    meter: MeterConfig = MeterConfig()  # what is observed, not what is learned: not in the run id
 
     def identity(self) -> dict[str, Any]:
         """Everything that can change the result; its hash is the run id.
 
         Left out: the data directory (where the same files live does not change what
-        is learned from them) and the thread count (it changes speed, not results).
+        is learned from them), the thread count and the meter settings (they change
+        speed and observation, not results).
         """
         task_config = {k: v for k, v in dataclasses.asdict(self.task.config).items() if k != "data_dir"}
         return {
@@ -60,8 +64,6 @@ def resolve_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
-        from harness.config import ConfigError
-
         raise ConfigError("device=cuda was asked for but torch sees no CUDA device; use device=cpu or device=auto.")
     return requested
 
@@ -69,8 +71,16 @@ def resolve_device(requested: str) -> str:
 def plan(run: RunConfig) -> list[Cell]:
     """Cells in a stable order: task, then method, then seed."""
     device = resolve_device(run.device)
+    if run.budget.kind == "joules":
+        energy = EnergyMeter(torch.device(device))
+        if not energy.available:
+            raise ConfigError(
+                f"budget.joules needs measured energy, and this machine has none: {energy.reason}. "
+                "Use budget.seconds (or budget.flops) here, or run on a GPU that NVML meters."
+            )
     return [
-        Cell(run.suite, task, method, seed, run.budget, run.batch_size, run.eval_every, device, run.threads)
+        Cell(run.suite, task, method, seed, run.budget, run.batch_size, run.eval_every, device, run.threads,
+             run.meter)
         for task in run.tasks
         for method in run.methods
         for seed in run.seeds

@@ -5,8 +5,9 @@ What the runner guarantees for every method alike:
 - Randomness: the cell seed fixes Python, NumPy and torch's global generators, and
   three independent `torch.Generator`s: model initialisation, data order, and the
   method's own (handed over in `SetupContext.generator`).
-- Timing: only `Method.step` is timed (device-synchronised before and after, see
-  harness/budget.py for what counts); validation is timed apart as `eval_seconds`.
+- Measurement: every step runs inside the meter (harness/meter.py): time, FLOPs,
+  memory ledger, measured peaks and energy, by the same rules for every method;
+  validation and test are timed apart as `eval_seconds`.
 - Selection: the validation metric is computed every `eval_every` steps and at the
   end; the state with the best validation metric is kept (copied to CPU) and the
   test split is evaluated once, on that state only.
@@ -34,6 +35,7 @@ import torch
 from harness import budget as budgets
 from harness.environment import environment
 from harness.interface import SetupContext, Task
+from harness.meter import Meter
 from harness.plan import Cell
 from harness.registry import get_method, get_task
 
@@ -152,73 +154,64 @@ def _train(cell: Cell, task: Task, method_cls: type, on_progress: ProgressCallba
     )
 
     curve: list[dict[str, Any]] = []
-    step_seconds: list[float] = []
     eval_seconds = 0.0
     best: tuple[float, int, dict[str, Any], dict[str, float]] | None = None
     losses: list[float] = []
     sign = 1.0 if task.higher_is_better else -1.0
     batches = task.train_batches(cell.batch_size, data_gen)
     last_val: float | None = None
+    diverged: str | None = None
 
-    while not budgets.exhausted(cell.budget, counters):
-        batch = next(batches).to(device)
-        _sync(device)
-        start = time.perf_counter()
-        stats = method.step(batch)
-        _sync(device)
-        elapsed = time.perf_counter() - start
-        counters.add(stats.examples, stats.forward_equivalents, elapsed)
-        step_seconds.append(elapsed)
-        if stats.loss is not None:
-            if not math.isfinite(stats.loss):
+    with Meter(device, model, method, cell.meter) as meter:
+        while not budgets.exhausted(cell.budget, counters):
+            batch = next(batches).to(device)
+            stats, cost = meter.step(lambda: method.step(batch))
+            counters.add(stats.examples, stats.forward_equivalents, cost.seconds)
+            counters.flops, counters.joules = meter.flops(), meter.joules()
+            if stats.loss is not None and not math.isfinite(stats.loss):
+                diverged = f"non-finite training loss ({stats.loss}) at step {counters.steps}"
                 curve.append({**counters.as_dict(), "train_loss": None, "val_metric": None})
-                return {
-                    "status": "diverged",
-                    "error": f"non-finite training loss ({stats.loss}) at step {counters.steps}",
-                    "task_info": task.describe(),
-                    "counters": counters.as_dict(),
-                    "curve": curve,
-                    "final": None,
-                    "timing": _timing(step_seconds, eval_seconds),
-                }
-            losses.append(stats.loss)
+                break
+            if stats.loss is not None:
+                losses.append(stats.loss)
 
-        if counters.steps % cell.eval_every == 0 or budgets.exhausted(cell.budget, counters):
-            start = time.perf_counter()
-            val = task.evaluate(method.predict, "val", device)
-            eval_seconds += time.perf_counter() - start
-            last_val = val[task.metric]
-            curve.append({
-                **counters.as_dict(),
-                "train_loss": statistics.fmean(losses) if losses else None,
-                "val_metric": last_val,
-                **{f"val_{k}": v for k, v in val.items() if k != task.metric},
-            })
-            losses = []
-            if best is None or sign * last_val > sign * best[0]:
-                best = (last_val, counters.steps, _snapshot(method.state_dict()), val)
-        if on_progress is not None:
-            on_progress(Progress(cell, counters, budgets.spent_fraction(cell.budget, counters), stats.loss, last_val))
+            if counters.steps % cell.eval_every == 0 or budgets.exhausted(cell.budget, counters):
+                start = time.perf_counter()
+                val = task.evaluate(method.predict, "val", device)
+                eval_seconds += time.perf_counter() - start
+                last_val = val[task.metric]
+                curve.append({
+                    **counters.as_dict(),
+                    "train_loss": statistics.fmean(losses) if losses else None,
+                    "val_metric": last_val,
+                    **{f"val_{k}": v for k, v in val.items() if k != task.metric},
+                })
+                losses = []
+                if best is None or sign * last_val > sign * best[0]:
+                    best = (last_val, counters.steps, _snapshot(method.state_dict()), val)
+            if on_progress is not None:
+                on_progress(Progress(cell, counters, budgets.spent_fraction(cell.budget, counters), stats.loss, last_val))
 
+    measured = meter.report()
+    common = {
+        "task_info": task.describe(),
+        "counters": counters.as_dict(),
+        "curve": curve,
+        "timing": {**measured["time"], "eval_seconds": eval_seconds},
+        "memory": {"ledger": measured["ledger"], "measured": measured["measured"]},
+        "energy": measured["energy"],
+        "flops": measured["flops"],
+    }
+    if diverged is not None:
+        return {"status": "diverged", "error": diverged, "final": None, **common}
     assert best is not None, "the loop always evaluates after its last step"
     _, best_step, best_state, best_val = best
     method.load_state_dict(best_state)
     start = time.perf_counter()
     test = task.evaluate(method.predict, "test", device)
-    eval_seconds += time.perf_counter() - start
+    common["timing"]["eval_seconds"] += time.perf_counter() - start
     return {
         "status": "completed",
-        "task_info": task.describe(),
-        "counters": counters.as_dict(),
-        "curve": curve,
         "final": {"metric": task.metric, "best_step": best_step, "val": best_val, "test": test},
-        "timing": _timing(step_seconds, eval_seconds),
-    }
-
-
-def _timing(step_seconds: list[float], eval_seconds: float) -> dict[str, float | None]:
-    return {
-        "train_seconds": sum(step_seconds),
-        "median_step_seconds": statistics.median(step_seconds) if step_seconds else None,
-        "eval_seconds": eval_seconds,
+        **common,
     }

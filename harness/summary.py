@@ -26,7 +26,25 @@ class Row:
     steps: float | None
     examples: float | None
     train_seconds: float | None
+    step_ms: float | None
+    flops_per_step: float | None
+    ledger_mib: float | None
+    measured_mib: float | None
+    measured_kind: str
+    energy_j: float | None
+    energy_note: str
     other_statuses: str
+
+
+MIB = 2**20
+
+
+def _measured_bytes(record: dict[str, Any]) -> tuple[float | None, str]:
+    """The headline measured peak: CUDA max allocated on GPUs, the process peak RSS on CPUs."""
+    measured = record.get("memory", {}).get("measured", {})
+    if measured.get("cuda_max_allocated_bytes") is not None:
+        return measured["cuda_max_allocated_bytes"], "cuda max allocated"
+    return measured.get("process_peak_rss_bytes"), "process peak RSS"
 
 
 def _mean(values: list[float]) -> float | None:
@@ -57,6 +75,16 @@ def summarise(records: list[dict[str, Any]]) -> list[Row]:
             steps=_mean([r["counters"]["steps"] for r in done]),
             examples=_mean([r["counters"]["examples"] for r in done]),
             train_seconds=_mean([r["timing"]["train_seconds"] for r in done]),
+            step_ms=_mean([1e3 * r["timing"]["median_step_seconds"] for r in done
+                           if r["timing"].get("median_step_seconds") is not None]),
+            flops_per_step=_mean([r["flops"]["total"] / r["counters"]["steps"] for r in done
+                                  if r.get("flops", {}).get("total") is not None]),
+            ledger_mib=_mean([r["memory"]["ledger"]["total_bytes"] / MIB for r in done if "memory" in r]),
+            measured_mib=_mean([_measured_bytes(r)[0] / MIB for r in done if _measured_bytes(r)[0] is not None]),
+            measured_kind=next((_measured_bytes(r)[1] for r in done), ""),
+            energy_j=_mean([r["energy"]["joules"] for r in done if r.get("energy", {}).get("joules") is not None]),
+            energy_note=next((f"null: {r['energy']['reason']}" for r in done
+                              if r.get("energy") and r["energy"].get("joules") is None), ""),
             other_statuses=", ".join(f"{n} {s}" for s, n in sorted(others.items())),
         ))
     return sorted(rows, key=lambda r: (r.task, r.method))
@@ -66,17 +94,28 @@ def _fmt(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
+COLUMNS = ("task", "method", "test (mean ± std)", "seeds", "steps", "examples", "train s", "ms/step",
+           "GFLOP/step", "ledger MiB", "measured MiB", "energy J", "not completed")
+
+
 def render(rows: list[Row], title: str) -> Table:
-    table = Table(title=title)
-    for column in ("task", "method", "test metric (mean ± std)", "seeds", "steps", "examples", "train s", "not completed"):
+    """Mean over completed seeds; every figure is from the records, '—' where unknown."""
+    notes = sorted({f"{r.measured_kind}" for r in rows if r.measured_kind})
+    energy = sorted({r.energy_note for r in rows if r.energy_note})
+    caption = "; ".join([f"measured MiB = {', '.join(notes)}" if notes else "", *energy]).strip("; ")
+    table = Table(title=title, caption=caption or None)
+    for column in COLUMNS:
         table.add_column(column, justify="left" if column in ("task", "method", "not completed") else "right")
     for row in rows:
         metric = "—"
         if row.test_mean is not None:
             std = f" ± {row.test_std:.4f}" if row.test_std is not None else ""
-            metric = f"{row.metric} {row.test_mean:.4f}{std}"
+            metric = f"{row.test_mean:.4f}{std}"
         table.add_row(
             row.task, row.method, metric, f"{row.completed}/{row.seeds}", _fmt(row.steps, ".0f"),
-            _fmt(row.examples, ".0f"), _fmt(row.train_seconds, ".1f"), row.other_statuses or "",
+            _fmt(row.examples, ".0f"), _fmt(row.train_seconds, ".1f"), _fmt(row.step_ms, ".2f"),
+            _fmt(None if row.flops_per_step is None else row.flops_per_step / 1e9, ".3f"),
+            _fmt(row.ledger_mib, ".2f"), _fmt(row.measured_mib, ".0f"), _fmt(row.energy_j, ".1f"),
+            row.other_statuses or "",
         )
     return table

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from harness.interface import Batch, SetupContext, StepStats
+from harness.interface import Batch, SetupContext, StepStats, optimizer_state_tensors
 from harness.registry import register_method
 
 
@@ -98,7 +98,8 @@ class Backprop:
     def step(self, batch: Batch) -> StepStats:
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr * lr_factor(self.cfg, self.ctx.budget_fraction())
-        self.model.train()
+        if not self.model.training:  # predict() switched to eval; train() walks every module
+            self.model.train()
         with self._autocast():
             loss = self.ctx.task.loss(self._forward(batch.inputs), batch)
         self.optimizer.zero_grad(set_to_none=True)
@@ -115,6 +116,9 @@ class Backprop:
         self.model.eval()
         with self._autocast():
             return self.model(inputs).float()
+
+    def memory_buffers(self) -> dict[str, list[Tensor]]:
+        return {"optimizer_state": optimizer_state_tensors(self.optimizer)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}

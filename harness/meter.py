@@ -1,0 +1,226 @@
+"""The meter: time, memory, energy and FLOPs, measured the same way for every method.
+
+Rules (what is measured, and how):
+
+- Time: wall seconds inside `Method.step` only, with `torch.cuda.synchronize` before
+  starting and before stopping the clock on GPUs. Evaluation is timed apart by the
+  runner. Steps that carry a probe (below) are timed too, but kept out of the median
+  step time, and their count and seconds are recorded, since probes slow a step.
+- Probes: the first `probe_steps` steps, and afterwards the next step whenever a step
+  of a kind never probed has been seen (`StepStats.kind`), run under
+  `FlopCounterMode` and the saved-tensor ledger. They give FLOPs per step of each
+  kind, the saved-activation peak, gradients and declared buffers (harness/ledger.py).
+- FLOPs: counted FLOPs of each step kind's probe, times the number of steps of that
+  kind; `None` with the reason when a kind was never probed. CPU flash attention,
+  which FlopCounterMode counts as 0, gets the standard SDPA formula registered here.
+- Memory, measured (named as what they are, never mixed with the ledger):
+  `torch.cuda.max_memory_allocated` / `max_memory_reserved` (reset per cell), NVML
+  device memory used (sampled; the whole device, all processes), and the process's
+  peak resident set (`VmHWM`, reset per cell through /proc/self/clear_refs where the
+  kernel allows it; otherwise the process-lifetime peak, marked as such).
+- Energy: see harness/energy.py; joules spent inside steps, or `None` with a reason.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_backward_flop_count, sdpa_flop_count
+
+from harness.energy import EnergyMeter, Sampler
+from harness.interface import StepStats
+from harness.ledger import SavedTensorLedger, declared_bytes, model_bytes
+
+
+def _register_cpu_attention_flops() -> None:
+    """FlopCounterMode counts CPU flash attention as 0 FLOPs; give it the SDPA formula."""
+    aten = torch.ops.aten
+    try:
+        @register_flop_formula(aten._scaled_dot_product_flash_attention_for_cpu)
+        def _cpu_sdpa(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+            return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+        @register_flop_formula(aten._scaled_dot_product_flash_attention_for_cpu_backward)
+        def _cpu_sdpa_backward(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
+                               **kwargs) -> int:
+            return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+    except (AttributeError, ValueError, RuntimeError):  # already registered by torch, or op absent
+        pass
+
+
+_register_cpu_attention_flops()
+
+
+@dataclass(frozen=True)
+class MeterConfig:
+    """Measurement settings; they change what is observed, never what is learned."""
+
+    probe_steps: int = 1  # leading steps probed for FLOPs and the ledger (>= 1)
+    sampling: bool = True  # background sampling of NVML memory and power (GPU only)
+
+    def __post_init__(self) -> None:
+        if self.probe_steps < 1:
+            raise ValueError(f"probe_steps must be >= 1 (FLOPs and the ledger come from probes), got {self.probe_steps}")
+
+
+@dataclass(frozen=True)
+class StepCost:
+    seconds: float
+    joules: float | None
+    probed: bool
+
+
+def _read_hwm() -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_hwm() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+class Meter:
+    """Wraps every step of one cell; `report()` gives the record's measurement section."""
+
+    def __init__(self, device: torch.device, model: torch.nn.Module, method: Any, config: MeterConfig) -> None:
+        self.device, self.model, self.method, self.config = device, model, method, config
+        self.energy = EnergyMeter(device)
+        self.sampler = Sampler(self.energy) if config.sampling else None
+        self.step_seconds: list[float] = []
+        self.probe_seconds: list[float] = []
+        self.kind_counts: Counter[str] = Counter()
+        self.flops_per_kind: dict[str, int] = {}
+        self.ledger: dict[str, int] = {}
+        self._hwm_reset = False
+
+    def __enter__(self) -> Meter:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self._hwm_reset = _reset_hwm()
+        if self.sampler is not None:
+            self.sampler.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.sampler is not None:
+            self.sampler.stop()
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _wants_probe(self) -> bool:
+        steps = sum(self.kind_counts.values())
+        return steps < self.config.probe_steps or any(k not in self.flops_per_kind for k in self.kind_counts)
+
+    def step(self, run_step: Callable[[], StepStats]) -> tuple[StepStats, StepCost]:
+        """Run one step under the clock (and a probe when one is due)."""
+        probe = self._wants_probe()
+        with ExitStack() as stack:
+            if probe:
+                flops = stack.enter_context(FlopCounterMode(display=False))
+                saved = stack.enter_context(SavedTensorLedger(self.model.parameters()))
+            self._sync()
+            self.energy.before_step()
+            if self.sampler is not None:
+                self.sampler.in_step = True
+            start = time.perf_counter()
+            stats = run_step()
+            self._sync()
+            seconds = time.perf_counter() - start
+            if self.sampler is not None:
+                self.sampler.in_step = False
+            joules = self.energy.after_step()
+        self.kind_counts[stats.kind] += 1
+        if probe:
+            self.probe_seconds.append(seconds)
+            self.flops_per_kind.setdefault(stats.kind, flops.get_total_flops())
+            self._update_ledger(saved)
+        else:
+            self.step_seconds.append(seconds)
+        return stats, StepCost(seconds, joules, probe)
+
+    def _update_ledger(self, saved: SavedTensorLedger) -> None:
+        params, grads = model_bytes(self.model)
+        buffers = getattr(self.method, "memory_buffers", None)
+        current = {"parameters": params, "gradients": grads, **saved.peak,
+                   **(declared_bytes(buffers()) if buffers else {})}
+        for key, value in current.items():
+            self.ledger[key] = max(self.ledger.get(key, 0), value)
+
+    def flops(self) -> float | None:
+        """FLOPs spent so far (None while a kind of step has no probe yet)."""
+        if any(k not in self.flops_per_kind for k in self.kind_counts):
+            return None
+        return float(sum(n * self.flops_per_kind[k] for k, n in self.kind_counts.items()))
+
+    def joules(self) -> float | None:
+        if not self.energy.available:
+            return None
+        if self.energy.source == "nvml_power_sampling":
+            return self.sampler.sampled_joules if self.sampler is not None else None
+        return self.energy.joules
+
+    def report(self) -> dict[str, Any]:
+        times = self.step_seconds or self.probe_seconds
+        unprobed = [k for k in self.kind_counts if k not in self.flops_per_kind]
+        return {
+            "time": {
+                "train_seconds": sum(self.step_seconds) + sum(self.probe_seconds),
+                "median_step_seconds": statistics.median(times) if times else None,
+                "median_from": "unprobed steps" if self.step_seconds else "probe steps (no other step ran)",
+                "probe_steps": len(self.probe_seconds),
+                "probe_seconds": sum(self.probe_seconds),
+            },
+            "ledger": {"bytes": dict(self.ledger), "total_bytes": sum(self.ledger.values()),
+                       "rule": "sum of categories at their own peaks over probed steps"},
+            "measured": self._measured(),
+            "energy": self._energy_report(),
+            "flops": {
+                "per_step": dict(self.flops_per_kind),
+                "steps_per_kind": dict(self.kind_counts),
+                "total": self.flops(),
+                "reason": f"step kinds never probed: {unprobed}" if unprobed else None,
+            },
+        }
+
+    def _measured(self) -> dict[str, Any]:
+        cuda = self.device.type == "cuda"
+        hwm = _read_hwm()
+        return {
+            "cuda_max_allocated_bytes": torch.cuda.max_memory_allocated(self.device) if cuda else None,
+            "cuda_max_reserved_bytes": torch.cuda.max_memory_reserved(self.device) if cuda else None,
+            "nvml_device_used_peak_bytes": self.sampler.peak_device_used if self.sampler else None,
+            "process_peak_rss_bytes": hwm,
+            "process_peak_rss_scope": "cell" if self._hwm_reset else "process lifetime (clear_refs refused)",
+            "why_null": None if cuda else "cuda and NVML figures exist only for cells on a GPU",
+        }
+
+    def _energy_report(self) -> dict[str, Any]:
+        joules = self.joules()
+        seconds = sum(self.step_seconds) + sum(self.probe_seconds)
+        return {
+            "joules": joules,
+            "source": self.energy.source,
+            "reason": self.energy.reason,
+            "window_seconds": seconds,
+            # NVML's counter and power readings update every ~20-100 ms: shorter windows are noise.
+            "window_too_short": (seconds < 1.0) if joules is not None else None,
+        }

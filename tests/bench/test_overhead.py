@@ -1,0 +1,109 @@
+"""Benchmarks: what the harness costs on top of the training it measures.
+
+    pytest tests/bench --benchmark-only
+
+- runner overhead: `run_cell` against a bare PyTorch loop doing the same steps on the
+  same model, data order and optimizer, with the same final validation and test pass;
+  the ratio is measured in one run, alternating the two to cancel drift (target <= 1.03).
+- meter sampling: the same cell with the background sampler on and off.
+
+Both use the Fashion-MNIST MLP (784-256-256-10, batch 128) of vision-vit, single-threaded.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from harness.config import resolve
+from harness.environment import environment
+from harness.interface import TaskDataError
+from harness.plan import Cell, plan
+from harness.runner import _generators, build_task, run_cell, seed_everything
+
+STEPS = 400
+ROUNDS = 5
+
+
+def _cell(*overrides: str) -> Cell:
+    args = ["suite=vision-vit", "method=backprop", "seeds=1", "threads=1", "device=cpu", f"budget.steps={STEPS}",
+            f"eval_every={10 * STEPS}", *overrides]
+    cells = [c for c in plan(resolve(args)) if c.task.label == "mlp"]
+    try:
+        build_task(cells[0]).check_available()
+    except TaskDataError as exc:
+        pytest.skip(f"Fashion-MNIST is not installed: {exc}")
+    return cells[0]
+
+
+def bare_loop(cell: Cell) -> float:
+    """The same work as run_cell, written as a plain PyTorch script; returns test accuracy."""
+    torch.set_num_threads(1)
+    task = build_task(cell)
+    seed_everything(cell.seed)
+    init_gen, data_gen, _ = _generators(cell.seed)
+    model = task.build_model(init_gen)
+    config = cell.method.config
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    batches = task.train_batches(cell.batch_size, data_gen)
+    for step in range(STEPS):
+        fraction = step / STEPS
+        if fraction < config.warmup:
+            factor = fraction / config.warmup
+        else:
+            factor = 0.5 * (1 + math.cos(math.pi * (fraction - config.warmup) / (1 - config.warmup)))
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * max(factor, 1e-3)
+        batch = next(batches)
+        loss = task.loss(model(batch.inputs), batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+    @torch.no_grad()
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        return model(x)
+
+    task.evaluate(predict, "val", torch.device("cpu"))
+    return task.evaluate(predict, "test", torch.device("cpu"))["accuracy"]
+
+
+def _alternate(first: Callable[[], object], second: Callable[[], object]) -> tuple[list[float], list[float]]:
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(ROUNDS):
+        for fn, out in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return times
+
+
+def test_runner_overhead_against_bare_loop(benchmark) -> None:
+    cell = _cell()
+    environment()  # cached once per process, as in a real run
+    bare_loop(cell), run_cell(cell)  # warm both paths (imports, data cache, allocator)
+    bare, runner = _alternate(lambda: bare_loop(cell), lambda: run_cell(cell))
+    ratio = statistics.median(runner) / statistics.median(bare)
+    benchmark.extra_info.update(bare_median_s=statistics.median(bare), runner_median_s=statistics.median(runner),
+                                overhead_ratio=ratio, steps=STEPS)
+    benchmark.pedantic(run_cell, args=(cell,), rounds=1, iterations=1)
+    print(f"\nrunner / bare loop = {ratio:.4f} over {ROUNDS} alternating rounds of {STEPS} steps")
+    assert ratio <= 1.03, f"runner overhead {100 * (ratio - 1):.1f}% exceeds the 3% target"
+
+
+def test_meter_sampling_overhead(benchmark) -> None:
+    on, off = _cell("meter.sampling=true"), _cell("meter.sampling=false")
+    run_cell(on)
+    with_sampling, without = _alternate(lambda: run_cell(on), lambda: run_cell(off))
+    ratio = statistics.median(with_sampling) / statistics.median(without)
+    benchmark.extra_info.update(sampling_on_median_s=statistics.median(with_sampling),
+                                sampling_off_median_s=statistics.median(without), ratio=ratio,
+                                sampler_runs=torch.cuda.is_available())
+    benchmark.pedantic(run_cell, args=(on,), rounds=1, iterations=1)
+    print(f"\nsampling on / off = {ratio:.4f} (the sampler only runs where NVML meters a GPU)")

@@ -1,0 +1,173 @@
+"""The meter: the ledger matches hand computations, FLOPs are counted, energy is never a made-up 0."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from harness import energy as energy_mod
+from harness.config import ConfigError, resolve
+from harness.energy import EnergyMeter
+from harness.interface import Batch, SetupContext
+from harness.meter import Meter, MeterConfig
+from harness.plan import plan
+from harness.runner import run_cell
+from methods.backprop import Backprop, BackpropConfig
+from suites.tasks.image_classification import FashionMNISTTask, ImageTaskConfig
+from suites.tasks.vision_models import MLPConfig, ViTConfig, build_mlp, build_vit
+
+BATCH = 128
+FLOAT = 4
+
+
+def _probe(model: torch.nn.Module, inputs: torch.Tensor, **config) -> dict:
+    """Ledger and FLOPs of backprop's first two steps on `model`."""
+    task = FashionMNISTTask(ImageTaskConfig())
+    method = Backprop()
+    method.setup(SetupContext(model=model, task=task, config=BackpropConfig(**config), device=torch.device("cpu"),
+                              generator=torch.Generator().manual_seed(0), budget_fraction=lambda: 0.5))
+    batch = Batch(inputs, torch.randint(0, 10, (inputs.shape[0],), generator=torch.Generator().manual_seed(1)))
+    with Meter(torch.device("cpu"), model, method, MeterConfig(probe_steps=2)) as meter:
+        for _ in range(2):  # AdamW creates its state in the first step: the second sees it
+            meter.step(lambda: method.step(batch))
+    return meter.report()
+
+
+def _mlp() -> tuple[torch.nn.Module, torch.Tensor]:
+    model = build_mlp(MLPConfig(hidden=(256, 256)), (1, 28, 28), 10, torch.Generator().manual_seed(0))
+    return model, torch.randn(BATCH, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+
+
+def test_backprop_adamw_ledger_matches_hand_computation() -> None:
+    model, inputs = _mlp()
+    ledger = _probe(model, inputs)["ledger"]["bytes"]
+    n_params = 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10
+    hand = {
+        "parameters": n_params * FLOAT,
+        "gradients": n_params * FLOAT,
+        "optimizer_state": 2 * n_params * FLOAT,  # AdamW: first and second moments
+        # saved for backward: the input, both ReLU outputs (each also the next Linear's input),
+        # the log-softmax output and the int64 targets
+        "saved_activations": (BATCH * 784 + 2 * BATCH * 256 + BATCH * 10) * FLOAT + BATCH * 8,
+    }
+    for key, expected in hand.items():
+        assert ledger[key] == pytest.approx(expected, rel=0.05), key
+    assert sum(ledger.values()) == pytest.approx(sum(hand.values()), rel=0.05)
+
+
+def test_activation_checkpointing_shrinks_the_ledger() -> None:
+    def saved(checkpoint: bool) -> int:
+        model = build_vit(ViTConfig(patch_size=7, dim=32, depth=3, heads=2), (1, 28, 28), 10,
+                          torch.Generator().manual_seed(0))
+        inputs = torch.randn(32, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+        return _probe(model, inputs, checkpoint=checkpoint)["ledger"]["bytes"]["saved_activations"]
+
+    assert saved(checkpoint=True) < 0.6 * saved(checkpoint=False)
+
+
+def test_bf16_autocast_roughly_halves_saved_activations() -> None:
+    model, inputs = _mlp()
+    full = _probe(model, inputs)["ledger"]["bytes"]
+    model, inputs = _mlp()
+    half = _probe(model, inputs, bf16=True)["ledger"]["bytes"]
+    assert half["saved_activations"] / full["saved_activations"] == pytest.approx(0.5, rel=0.15)
+    assert half["autocast_weight_copies"] > 0  # the bf16 weight copies are real memory, counted apart
+
+
+def test_backprop_step_flops_match_hand_computation() -> None:
+    model, inputs = _mlp()
+    forward = 2 * BATCH * (784 * 256 + 256 * 256 + 256 * 10)
+    # backward computes weight and input gradients (2 forwards' worth), except that the
+    # first layer's input needs no gradient
+    hand = forward + 2 * forward - 2 * BATCH * 784 * 256
+    assert _probe(model, inputs)["flops"]["per_step"]["update"] == pytest.approx(hand, rel=0.01)
+
+
+def test_cpu_attention_is_not_counted_as_free() -> None:
+    q = k = v = torch.randn(2, 4, 16, 8)
+    with FlopCounterMode(display=False) as counter:
+        F.scaled_dot_product_attention(q, k, v)
+    assert counter.get_total_flops() == 2 * (2 * 2 * 4 * 16 * 16 * 8)
+
+
+def test_cpu_cell_records_null_energy_with_a_reason(tiny_suite) -> None:
+    (cell,) = plan(resolve([f"suite={tiny_suite(steps=20, eval_every=10)}"]))
+    record = run_cell(cell)
+    assert record["status"] == "completed"
+    assert record["energy"]["joules"] is None and record["energy"]["reason"]
+    assert record["counters"]["joules"] is None
+    assert record["memory"]["measured"]["process_peak_rss_bytes"] > 0
+    assert record["memory"]["measured"]["cuda_max_allocated_bytes"] is None
+    assert record["flops"]["total"] == pytest.approx(record["flops"]["per_step"]["update"] * 20)
+    assert record["timing"]["probe_steps"] == 1 and record["timing"]["median_step_seconds"] > 0
+
+
+def test_joules_budget_is_refused_without_an_energy_counter(tiny_suite, monkeypatch) -> None:
+    monkeypatch.setattr(energy_mod, "POWERCAP", Path("/nonexistent"))
+    with pytest.raises(ConfigError, match="budget.joules needs measured energy"):
+        plan(resolve([f"suite={tiny_suite()}", "budget.joules=100"]))
+
+
+def test_flops_budget_stops_when_the_counted_flops_are_spent(tiny_suite) -> None:
+    (probe_cell,) = plan(resolve([f"suite={tiny_suite(steps=1, eval_every=1)}"]))
+    per_step = run_cell(probe_cell)["flops"]["per_step"]["update"]
+    (cell,) = plan(resolve([f"suite={tiny_suite(eval_every=100)}", f"budget.flops={per_step * 7.5}"]))
+    record = run_cell(cell)
+    assert record["counters"]["steps"] == 8
+
+
+class _RecordedNVML:
+    """Replays NVML readings recorded from a GPU: the energy counter in mJ, power in mW."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, energy_mj: list[int]) -> None:
+        self.energy_mj = iter(energy_mj)
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle) -> int:
+        return next(self.energy_mj)
+
+    def nvmlDeviceGetPowerUsage(self, handle) -> int:
+        return 300_000
+
+    def nvmlDeviceGetMemoryInfo(self, handle):
+        return SimpleNamespace(used=5 * 2**30)
+
+
+def test_nvml_energy_counter_sums_step_deltas() -> None:
+    nvml = _RecordedNVML([0, 0, 1_000_000, 1_000_000, 1_250_000, 2_000_000, 2_500_000])
+    meter = EnergyMeter(torch.device("cpu"), _nvml=nvml, _handle=object())
+    assert meter.source == "nvml_energy_counter"
+    spent = []
+    for _ in range(3):
+        meter.before_step()
+        spent.append(meter.after_step())
+    assert spent == [1000.0, 250.0, 500.0]  # joules; the gaps between steps (evaluation) are not counted
+    assert meter.joules == pytest.approx(1750.0)
+
+
+def test_rapl_counter_handles_wrap_around(tmp_path: Path, monkeypatch) -> None:
+    domain = tmp_path / "intel-rapl:0"
+    domain.mkdir()
+    (domain / "max_energy_range_uj").write_text("1000000\n")
+    (domain / "energy_uj").write_text("999000\n")
+    monkeypatch.setattr(energy_mod, "POWERCAP", tmp_path)
+    meter = EnergyMeter(torch.device("cpu"))
+    assert meter.source == "rapl"
+    meter.before_step()
+    (domain / "energy_uj").write_text("1000\n")  # wrapped past the range
+    assert meter.after_step() == pytest.approx(0.002)
+
+
+def test_no_counter_means_null_not_zero(monkeypatch) -> None:
+    monkeypatch.setattr(energy_mod, "POWERCAP", Path("/nonexistent"))
+    meter = EnergyMeter(torch.device("cpu"))
+    meter.before_step()
+    assert meter.after_step() is None and not meter.available
+    assert "no energy counter" in meter.reason
