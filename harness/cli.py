@@ -30,8 +30,9 @@ from harness.runner import Progress as StepProgress
 from harness.store import Store, StoreError
 from harness.summary import render, summarise
 
-console = Console(stderr=False)
-err_console = Console(stderr=True)
+# Logs and pipes get 120 columns rather than rich's default 80, so the tables stay legible.
+console = Console(width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
 def _fail(message: str) -> int:
@@ -123,7 +124,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     records = [store.load(c.suite, c.run_id) for c in cells]
     records = [r for r in records if r is not None]
     store.rebuild_index()
-    console.print(render(summarise(records), title=f"{run.suite}: test metric of the validation-selected state"))
+    for table in render(summarise(records), title=run.suite):
+        console.print(table)
     if any(r["status"] not in FINAL_STATUSES or r["status"] == "diverged" for r in records):
         status = 1
     return status

@@ -94,28 +94,28 @@ def _fmt(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
-COLUMNS = ("task", "method", "test (mean ± std)", "seeds", "steps", "examples", "train s", "ms/step",
-           "GFLOP/step", "ledger MiB", "measured MiB", "energy J", "not completed")
-
-
-def render(rows: list[Row], title: str) -> Table:
-    """Mean over completed seeds; every figure is from the records, '—' where unknown."""
-    notes = sorted({f"{r.measured_kind}" for r in rows if r.measured_kind})
-    energy = sorted({r.energy_note for r in rows if r.energy_note})
-    caption = "; ".join([f"measured MiB = {', '.join(notes)}" if notes else "", *energy]).strip("; ")
-    table = Table(title=title, caption=caption or None)
-    for column in COLUMNS:
-        table.add_column(column, justify="left" if column in ("task", "method", "not completed") else "right")
+def render(rows: list[Row], title: str) -> list[Table]:
+    """Two tables (results, then cost): mean over completed seeds, '—' where unknown."""
+    metrics = sorted({r.metric for r in rows if r.metric})
+    results = Table(title=f"{title}: test {', '.join(metrics) or 'metric'} of the validation-selected state")
+    for column in ("task", "method", "test (mean ± std)", "seeds", "steps", "examples", "train s", "not completed"):
+        results.add_column(column, justify="left" if column in ("task", "method", "not completed") else "right")
     for row in rows:
         metric = "—"
         if row.test_mean is not None:
             std = f" ± {row.test_std:.4f}" if row.test_std is not None else ""
             metric = f"{row.test_mean:.4f}{std}"
-        table.add_row(
-            row.task, row.method, metric, f"{row.completed}/{row.seeds}", _fmt(row.steps, ".0f"),
-            _fmt(row.examples, ".0f"), _fmt(row.train_seconds, ".1f"), _fmt(row.step_ms, ".2f"),
-            _fmt(None if row.flops_per_step is None else row.flops_per_step / 1e9, ".3f"),
-            _fmt(row.ledger_mib, ".2f"), _fmt(row.measured_mib, ".0f"), _fmt(row.energy_j, ".1f"),
-            row.other_statuses or "",
-        )
-    return table
+        results.add_row(row.task, row.method, metric, f"{row.completed}/{row.seeds}", _fmt(row.steps, ".0f"),
+                        _fmt(row.examples, ".0f"), _fmt(row.train_seconds, ".1f"), row.other_statuses or "")
+
+    kinds = sorted({r.measured_kind for r in rows if r.measured_kind})
+    energy = sorted({r.energy_note for r in rows if r.energy_note})
+    caption = "; ".join(([f"measured = {', '.join(kinds)}"] if kinds else []) + [f"energy {e}" for e in energy])
+    cost = Table(title=f"{title}: cost per cell", caption=caption or None)
+    for column in ("task", "method", "ms/step (median)", "GFLOP/step", "ledger MiB", "measured MiB", "energy J"):
+        cost.add_column(column, justify="left" if column in ("task", "method") else "right")
+    for row in rows:
+        cost.add_row(row.task, row.method, _fmt(row.step_ms, ".2f"),
+                     _fmt(None if row.flops_per_step is None else row.flops_per_step / 1e9, ".4f"),
+                     _fmt(row.ledger_mib, ".2f"), _fmt(row.measured_mib, ".0f"), _fmt(row.energy_j, ".1f"))
+    return [results, cost]
