@@ -285,7 +285,11 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
 
 def resolve(args: list[str]) -> RunConfig:
     """Command-line arguments (`suite=... key=value ...`) -> a validated RunConfig."""
-    overrides = parse_overrides(args)
+    return resolve_overrides(parse_overrides(args), tuple(args))
+
+
+def resolve_overrides(overrides: list[tuple[str, Any]], args: tuple[str, ...] = ()) -> RunConfig:
+    """(key, value) pairs, already typed (as from code, e.g. claims) -> a validated RunConfig."""
     suite_names = [v for k, v in overrides if k == "suite"]
     if not suite_names:
         raise ConfigError(f"no suite given: add suite=NAME (known suites: {', '.join(available_suites())}).")
@@ -307,7 +311,7 @@ def resolve(args: list[str]) -> RunConfig:
     for key, value in overrides:
         if key not in ("suite", "profile"):
             _set_dotted(raw, key, value)
-    return _validate(raw, profile, tuple(args))
+    return _validate(raw, profile, args or tuple(f"{k}={v}" for k, v in overrides))
 
 
 def _positive_int(raw: dict[str, Any], key: str, default: int) -> int:

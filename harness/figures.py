@@ -1,0 +1,187 @@
+"""The report's figures: learning curves, accuracy against cost, the memory-ledger breakdown.
+
+Each function takes plain tables (pandas) already read from the results store and returns a
+matplotlib `Figure`; `harness/report.py` decides where the PNGs go. Figures are built with
+`matplotlib.figure.Figure` and an Agg canvas, never through pyplot, so making a report neither
+opens a window nor changes the caller's backend or pyplot state, and tests can inspect the
+returned figures (labels, lines) directly.
+
+Conventions every figure keeps, so that a reader can compare them:
+- one colour per method, the same in every figure of a report (`method_colours`);
+- every seed is drawn: a thin line or a point per seed, never only a mean;
+- every axis says what it measures and in which unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+# The budget axes of the learning curves, in the order of ARCHITECTURE.md, with their units.
+CURVE_AXES: dict[str, str] = {
+    "steps": "training steps (updates)",
+    "examples": "training examples seen",
+    "forward_equivalents": "forward-equivalents (full-model forward passes)",
+    "seconds": "wall seconds in training steps",
+}
+LEDGER_AXIS = "memory-ledger peak (MiB)"
+SECONDS_AXIS = CURVE_AXES["seconds"]
+_PALETTE = "tab10"
+
+
+def method_colours(methods: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """A fixed colour per method name (sorted), so a method looks the same in every figure."""
+    cmap = _colormap(_PALETTE)
+    return {name: cmap(i % cmap.N) for i, name in enumerate(sorted(set(methods)))}
+
+
+def _colormap(name: str):
+    from matplotlib import colormaps
+
+    return colormaps[name]
+
+
+def _figure(width: float, height: float, panels: int, columns: int) -> tuple[Figure, list]:
+    """A figure on an Agg canvas with `panels` axes laid out `columns` wide."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    rows = -(-panels // columns)
+    axes = [fig.add_subplot(rows, columns, i + 1) for i in range(panels)]
+    return fig, axes
+
+
+def _no_data(ax, what: str) -> None:
+    """Say on the panel that there is nothing to draw, instead of leaving it blank."""
+    ax.text(0.5, 0.5, f"no {what} recorded", ha="center", va="center", transform=ax.transAxes, color="0.4")
+
+
+# --------------------------------------------------------------------------- learning curves
+
+
+def learning_curves(curves: pd.DataFrame, task: str, metric: str | None,
+                    colours: Mapping[str, tuple[float, ...]]) -> Figure:
+    """Validation metric against each budget axis (steps, examples, forward-equivalents, seconds).
+
+    `curves` holds one task's rows of curves.parquet. Each run (seed) is its own thin line;
+    where a method has several seeds, their mean at each evaluation step is drawn thicker
+    (only at steps every seed reached, so a diverged seed does not bend the mean).
+    """
+    fig, axes = _figure(11, 7.5, len(CURVE_AXES), 2)
+    ylabel = f"validation {metric or 'metric'}"
+    points = curves.dropna(subset=["val_metric"])
+    for ax, (column, xlabel) in zip(axes, CURVE_AXES.items()):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if column not in points or points[column].isna().all():
+            _no_data(ax, f"{column} counter")
+            continue
+        for method, runs in points.groupby("method", sort=True):
+            _draw_runs(ax, runs, column, method, colours[method])
+    axes[0].legend(fontsize="small", loc="lower right")
+    fig.suptitle(f"{task}: {ylabel} against each budget axis")
+    return fig
+
+
+def _draw_runs(ax, runs: pd.DataFrame, column: str, method: str, colour: tuple[float, ...]) -> None:
+    """One thin line per seed, then the across-seed mean (when there are several seeds)."""
+    seeds = runs.groupby("run_id", sort=False)
+    for i, (_, run) in enumerate(seeds):
+        run = run.sort_values("steps")
+        label = f"{method}: each seed" if i == 0 and seeds.ngroups > 1 else (method if i == 0 else None)
+        ax.plot(run[column], run["val_metric"], color=colour, lw=0.9, alpha=0.55, label=label)
+    if seeds.ngroups > 1:
+        by_step = runs.groupby("steps")
+        complete = by_step["run_id"].nunique() == seeds.ngroups
+        mean = by_step[[column, "val_metric"]].mean()[complete]
+        ax.plot(mean[column], mean["val_metric"], color=colour, lw=2.4,
+                label=f"{method}: mean of {seeds.ngroups} seeds")
+
+
+# --------------------------------------------------------------------------- accuracy vs cost
+
+
+def pareto_front(costs: Sequence[float], values: Sequence[float], higher_is_better: bool = True) -> list[int]:
+    """Indices of the non-dominated points (lower cost and better value), by increasing cost.
+
+    A point is dominated when another costs no more and scores at least as well, and is
+    strictly better in one of the two. Ties (same cost and value) all stay on the front.
+    """
+    cost = np.asarray(costs, dtype=float)
+    value = np.asarray(values, dtype=float) * (1.0 if higher_is_better else -1.0)
+    front = []
+    for i in range(len(cost)):
+        no_worse = (cost <= cost[i]) & (value >= value[i])
+        strictly = (cost < cost[i]) | (value > value[i])
+        if not np.any(no_worse & strictly):
+            front.append(i)
+    return sorted(front, key=lambda i: (cost[i], -value[i]))
+
+
+def accuracy_vs_cost(points: pd.DataFrame, task: str, metric: str, higher_is_better: bool,
+                     colours: Mapping[str, tuple[float, ...]]) -> Figure:
+    """Test metric against peak ledger memory and against training time, one point per seed.
+
+    `points` has columns method, seed, test, ledger_mib, train_seconds (one row per completed
+    run of `task`). The Pareto front over all methods is drawn on each panel: the runs no
+    other run beats on both the metric and that cost.
+    """
+    fig, axes = _figure(11, 4.2, 2, 2)
+    better = "higher" if higher_is_better else "lower"
+    for ax, (column, xlabel) in zip(axes, (("ledger_mib", LEDGER_AXIS), ("train_seconds", SECONDS_AXIS))):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"test {metric}")
+        ax.grid(alpha=0.3)
+        usable = points.dropna(subset=[column, "test"])
+        if usable.empty:
+            _no_data(ax, column)
+            continue
+        for method, runs in usable.groupby("method", sort=True):
+            ax.scatter(runs[column], runs["test"], color=colours[method], s=36, label=f"{method} (one point a seed)",
+                       zorder=3)
+        front = usable.iloc[pareto_front(usable[column], usable["test"], higher_is_better)]
+        ax.plot(front[column], front["test"], color="black", ls="--", lw=1.2, marker="o", mfc="none", ms=11,
+                drawstyle="steps-post" if higher_is_better else "default", zorder=2,
+                label=f"Pareto front ({better} {metric}, lower cost)")
+        ax.legend(fontsize="small", loc="best")
+    fig.suptitle(f"{task}: test {metric} against cost")
+    return fig
+
+
+# --------------------------------------------------------------------------- ledger breakdown
+
+
+def ledger_breakdown(ledger: pd.DataFrame) -> Figure:
+    """Stacked bars of the memory-ledger categories (MiB), one bar per method, a panel per task.
+
+    `ledger` is indexed by (task, method) with one column per ledger category, in MiB; the
+    columns come from the records, so a category a method declares shows up on its own.
+    """
+    tasks = list(dict.fromkeys(ledger.index.get_level_values(0)))
+    widest = max((len(ledger.loc[t]) for t in tasks), default=1)
+    fig, axes = _figure(max(5.0, 1.2 + len(tasks) * (1.6 + 0.9 * widest)), 4.6, max(len(tasks), 1), max(len(tasks), 1))
+    cmap = _colormap("Set2")
+    colours = {c: cmap(i % cmap.N) for i, c in enumerate(ledger.columns)}
+    for ax, task in zip(axes, tasks):
+        rows = ledger.loc[task]
+        bottom = np.zeros(len(rows))
+        for category in ledger.columns:
+            heights = rows[category].fillna(0.0).to_numpy(dtype=float)
+            ax.bar(rows.index, heights, bottom=bottom, color=colours[category], label=category, width=0.6)
+            bottom += heights
+        ax.set_title(task)
+        ax.set_xlabel("method")
+        ax.set_ylabel("MiB at the ledger's peak (mean of completed seeds)")
+        ax.grid(axis="y", alpha=0.3)
+    if not tasks:
+        axes[0].set_xlabel("method")
+        axes[0].set_ylabel("MiB")
+        _no_data(axes[0], "memory ledger")
+    else:
+        axes[-1].legend(fontsize="small", title="ledger category", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle("memory ledger by category (exact bytes, machine-independent)")
+    return fig
