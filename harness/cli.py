@@ -1,6 +1,8 @@
 """`bench`: the command line.
 
     bench run suite=vision-vit [key=value ...] [--dry-run]
+    bench claims list | new ID | verify ID|all [key=value ...]
+    bench report SUITE|claims [--results-dir DIR] [--reports-dir DIR]
     bench list methods|tasks|suites
     bench env
 
@@ -15,13 +17,14 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from harness import registry
-from harness.config import ConfigError, available_suites, describe, load_suite, resolve
+from harness.config import SUITES_DIR, ConfigError, available_suites, describe, load_suite, parse_overrides, resolve
 from harness.environment import environment
 from harness.interface import TaskDataError
 from harness.launch import FINAL_STATUSES, check_data, run_local, split_by_store
@@ -30,6 +33,7 @@ from harness.runner import Progress as StepProgress
 from harness.store import Store, StoreError
 from harness.summary import render, summarise
 
+CLAIMS_DIR = SUITES_DIR / "claims"
 # Logs and pipes get 120 columns rather than rich's default 80, so the tables stay legible.
 console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
@@ -43,7 +47,7 @@ def _fail(message: str) -> int:
 class _Display:
     """Two bars: the whole run (with time left) and the cell in progress (its budget)."""
 
-    def __init__(self, cells_to_run: int) -> None:
+    def __init__(self, cells_to_run: int | None) -> None:
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console, transient=False,
@@ -131,6 +135,88 @@ def cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_claims(args: argparse.Namespace) -> int:
+    from harness import claims as claims_mod  # scipy is only needed here
+
+    claims_dir = Path(args.claims_dir)
+    try:
+        if args.action == "list":
+            return _claims_list(claims_mod, claims_dir, Path(args.results_dir))
+        if not args.ids:
+            return _fail(f"bench claims {args.action} needs a claim id{' or all' if args.action == 'verify' else ''}.")
+        if args.action == "new":
+            console.print(f"wrote {claims_mod.new_claim(args.ids[0], claims_dir)}: edit it, then "
+                          f"`bench claims verify {args.ids[0]}`")
+            return 0
+        ids, extra = [a for a in args.ids if "=" not in a], parse_overrides([a for a in args.ids if "=" in a])
+        paths = claims_mod.claim_paths(claims_dir) if ids == ["all"] else [claims_mod.find_claim(i, claims_dir)
+                                                                             for i in ids]
+        claims = [claims_mod.load_claim(p) for p in paths]
+    except ConfigError as exc:
+        return _fail(str(exc))
+    store = Store(Path(str(dict(extra).get("results_dir", args.results_dir))))
+    try:
+        store.check_writable()
+    except StoreError as exc:
+        return _fail(str(exc))
+    display = _Display(None)
+    runner = claims_mod.Runner(store, extra, display.on_progress, display.on_record)
+    verdicts = []
+    with display.progress:
+        for claim in claims:
+            try:
+                document = claims_mod.verify(claim, runner)
+            except ConfigError as exc:
+                return _fail(f"claim {claim.id}: {exc}")
+            claims_mod.write_verdict(store, document)
+            verdicts.append(document)
+            _print_verdict(document)
+    store.rebuild_index()
+    console.print(f"{len(verdicts)} claims verified, {runner.ran} cells trained; verdicts in {store.root / 'claims'}")
+    return 0
+
+
+VERDICT_COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "not comparable": "magenta"}
+
+
+def _print_verdict(document: dict[str, Any]) -> None:
+    verdict = document["verdict"]
+    console.rule(f"[bold]{document['claim']}[/]: [{VERDICT_COLOURS[verdict]}]{verdict}[/]")
+    console.print(f"“{document['statement']}” — {document['source']}", highlight=False)
+    console.print(f"{document['quantity']} {document['relation']}: {document['reason']}", highlight=False)
+    if document["interval"]:
+        low, high = document["interval"]
+        console.print(f"estimate {document['estimate']:.4g}, {100 * document['confidence']:.0f}% interval "
+                      f"[{low:.4g}, {high:.4g}] ({document['interval_method']})"
+                      + (f"; about {document['seeds_to_decide']} seeds would decide it"
+                         if document.get("seeds_to_decide") else ""), highlight=False)
+    for row in document["per_seed"]:
+        base = "" if row.get("baseline") is None else f", baseline {row['baseline']:.6g}"
+        console.print(f"  seed {row['seed']}: method {row['method']:.6g}{base} -> {row['value']:.6g}", highlight=False)
+
+
+def _claims_list(claims_mod: Any, claims_dir: Path, results_dir: Path) -> int:
+    from rich.table import Table
+
+    table = Table(title=f"claims in {claims_dir}")
+    for column in ("id", "quantity", "relation", "method vs baseline", "suite/task", "last verdict"):
+        table.add_column(column)
+    for path in claims_mod.claim_paths(claims_dir):
+        claim = claims_mod.load_claim(path)
+        verdict_file = results_dir / "claims" / f"{claim.id}.json"
+        last = json.loads(verdict_file.read_text())["verdict"] if verdict_file.is_file() else "not verified"
+        versus = claim.method.name + (f" vs {claim.baseline.name}" if claim.baseline else "")
+        table.add_row(claim.id, claim.quantity, claim.relation, versus, f"{claim.suite}/{claim.task}", last)
+    console.print(table)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness import report  # matplotlib is only needed here
+
+    return report.cmd_report(args)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "methods":
         for name in registry.method_names():
@@ -166,6 +252,18 @@ def main(argv: list[str] | None = None) -> int:
     lst = sub.add_parser("list", help="list registered methods, tasks or suites")
     lst.add_argument("what", choices=("methods", "tasks", "suites"))
     lst.set_defaults(func=cmd_list)
+    claims = sub.add_parser("claims", help="list, create and verify claims: bench claims verify all")
+    claims.add_argument("action", choices=("list", "new", "verify"))
+    claims.add_argument("ids", nargs="*", metavar="ID|all|key=value",
+                        help="claim ids (or all), then suite overrides such as threads=1 device=cpu")
+    claims.add_argument("--claims-dir", default=str(CLAIMS_DIR))
+    claims.add_argument("--results-dir", default="results")
+    claims.set_defaults(func=cmd_claims)
+    report = sub.add_parser("report", help="write reports/<target>/ (index.html, report.md, figures)")
+    report.add_argument("target", help="a suite name, or claims")
+    report.add_argument("--results-dir", default="results")
+    report.add_argument("--reports-dir", default="reports")
+    report.set_defaults(func=cmd_report)
     env = sub.add_parser("env", help="print this machine's environment as recorded in every run")
     env.set_defaults(func=cmd_env)
     args = parser.parse_args(argv)

@@ -341,6 +341,13 @@ class Store:
         _atomic_write(path, text.encode("utf-8"))
         return path
 
+    def write_json(self, relative: str, obj: Any) -> Path:
+        """Write any JSON-able `obj` atomically to `root/relative` (e.g. claim verdicts)."""
+        path = self.root / relative
+        text = json.dumps(to_jsonable(obj), indent=1, sort_keys=True, allow_nan=False) + "\n"
+        _atomic_write(path, text.encode("utf-8"))
+        return path
+
     def records(self, suite: str | None = None) -> list[dict[str, Any]]:
         """Every parseable record (of one suite, or all), sorted by path; corrupt ones are
         set aside and skipped."""

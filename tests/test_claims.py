@@ -1,0 +1,104 @@
+"""Claims: files validated, the right cells run, verdicts that match the truth by construction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.claims import CLAIMS_DIR, Runner, find_claim, load_claim, new_claim, verify, write_verdict
+from harness.cli import main
+from harness.config import ConfigError
+from harness.store import Store
+
+TINY = {"suite": "vision-vit", "task": "mlp", "seeds": 2, "budget": {"steps": 60},
+        "overrides": {"profile": "quick", "threads": 1}, "source": "test", "statement": "test"}
+
+
+def _claim(tmp_path: Path, **fields) -> Path:
+    body = {**TINY, **fields}
+    path = tmp_path / f"{body['id']}.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+def _verify(path: Path, results: Path) -> dict:
+    return verify(load_claim(path), Runner(Store(results), []))
+
+
+def test_true_claim_is_supported_and_false_claim_refuted(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    true = _verify(CLAIMS_DIR / "sanity-adamw-beats-slow-sgd.yaml", results)
+    assert true["verdict"] == "supported", true["reason"]
+    assert len(true["per_seed"]) == 3 and all(row["value"] > 0.05 for row in true["per_seed"])
+    false = _verify(CLAIMS_DIR / "sanity-slow-sgd-matches-adamw.yaml", results)
+    assert false["verdict"] == "refuted", false["reason"]
+
+
+def test_missing_method_is_not_comparable_and_says_which(tmp_path: Path) -> None:
+    path = _claim(tmp_path, id="ghost", method={"name": "telepathy"}, baseline={"name": "backprop"},
+                  quantity="accuracy_gap", relation="within 0.01")
+    document = _verify(path, tmp_path / "results")
+    assert document["verdict"] == "not comparable" and "telepathy" in document["reason"]
+    assert not list((tmp_path / "results").rglob("record.json")), "nothing should train"
+
+
+def test_baseline_learning_rate_is_tuned_on_validation(tmp_path: Path) -> None:
+    path = _claim(tmp_path, id="tuned", method={"name": "backprop", "config": {"optimizer": "adamw"}},
+                  baseline={"name": "backprop", "config": {"optimizer": "sgd", "momentum": 0.9},
+                            "tune_lr": [0.00001, 0.05]},
+                  quantity="accuracy_gap", relation="within 0.5")
+    document = _verify(path, tmp_path / "results")
+    assert [s["lr"] for s in document["baseline_sweep"]] == [0.00001, 0.05]
+    assert document["baseline_used"]["config"]["lr"] == 0.05  # far better validation accuracy
+
+
+def test_memory_claim_is_held_against_checkpointing_and_bf16(tmp_path: Path) -> None:
+    path = _claim(tmp_path, id="mem", method={"name": "backprop"}, baseline={"name": "backprop"},
+                  quantity="memory_ratio_ledger", relation=">= 10", budget=None)
+    document = _verify(path, tmp_path / "results")
+    assert len(document["baseline_used"]["variants_tried"]) == 4
+    assert document["baseline_used"]["config"] != {}  # a leaner variant than plain backprop won
+    assert document["verdict"] == "refuted"  # backprop is not 10x leaner than itself
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results").rglob("record.json")]
+    assert {r["counters"]["steps"] for r in records} == {5}  # the ledger needs only probe steps
+
+
+def test_verdict_file_and_cli(tmp_path: Path, capsys) -> None:
+    results = tmp_path / "results"
+    path = _claim(tmp_path, id="ghost", method={"name": "telepathy"}, baseline={"name": "backprop"},
+                  quantity="accuracy_gap", relation="within 0.01")
+    written = write_verdict(Store(results), _verify(path, results))
+    assert json.loads(written.read_text())["verdict"] == "not comparable"
+    code = main(["claims", "verify", "ghost", f"results_dir={results}", "--claims-dir", str(tmp_path)])
+    assert code == 0 and "not comparable" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ({"relation": "bigger"}, "relation"),
+    ({"quantity": "speedupp"}, 'Did you mean "speedup"'),
+    ({"seedz": 3}, 'Did you mean "seeds"'),
+    ({"quantity": "samples_ratio"}, "needs `target:`"),
+])
+def test_bad_claim_files_name_the_problem(tmp_path: Path, fields: dict, expected: str) -> None:
+    base = {"id": "bad", "method": {"name": "backprop"}, "baseline": {"name": "backprop"},
+            "quantity": "accuracy_gap", "relation": ">= 0"}
+    path = _claim(tmp_path, **{**base, **fields})
+    with pytest.raises(ConfigError, match=expected):
+        load_claim(path)
+
+
+def test_new_claim_template_loads(tmp_path: Path) -> None:
+    claim = load_claim(new_claim("my-claim", tmp_path))
+    assert claim.id == "my-claim"
+    with pytest.raises(ConfigError, match="already exists"):
+        new_claim("my-claim", tmp_path)
+    with pytest.raises(ConfigError, match='Did you mean "my-claim"'):
+        find_claim("my-claim2", tmp_path)
+
+
+def test_every_shipped_claim_file_is_valid() -> None:
+    for path in sorted(CLAIMS_DIR.glob("*.yaml")):
+        load_claim(path)
