@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,7 +30,7 @@ import yaml
 from harness import registry
 from harness.config import SUITES_DIR, ConfigError, build_dataclass, resolve_overrides, suite_path
 from harness.energy import EnergyMeter
-from harness.launch import run_local, split_by_store
+from harness.launch import LauncherConfig, RecordCallback, launch, split_by_store
 from harness.plan import Cell, plan, resolve_device
 from harness.quantities import QUANTITIES, Missing, per_seed
 from harness.runner import ProgressCallback
@@ -189,14 +188,15 @@ class Runner:
     store: Store
     extra: list[tuple[str, Any]]
     on_progress: ProgressCallback | None = None
-    on_record: Callable[[Cell, dict[str, Any]], None] | None = None
+    on_record: RecordCallback | None = None
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
     ran: int = 0
 
     def records(self, cells: list[Cell]) -> dict[int, dict[str, Any]]:
         todo = split_by_store(cells, self.store).todo
         if todo:
-            run_local(todo, self.store, self.on_progress, self.on_record)
-            self.ran += len(todo)
+            outcomes = launch(todo, self.store.root, self.launcher, self.on_progress, self.on_record)
+            self.ran += outcomes["ran"]
         return {c.seed: self.store.load(c.suite, c.run_id) for c in cells}
 
 

@@ -1,6 +1,8 @@
 """`bench`: the command line.
 
     bench run suite=vision-vit [key=value ...] [--dry-run]
+    bench sweep suite=vision-vit method=[backprop,forward_forward] method.lr=[1e-3,3e-4] launcher.kind=ray
+    bench status suite=vision-vit [key=value ...]
     bench claims list | new ID | verify ID|all [key=value ...]
     bench report SUITE|claims [--results-dir DIR] [--reports-dir DIR]
     bench list methods|tasks|suites
@@ -21,13 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from harness import registry
-from harness.config import SUITES_DIR, ConfigError, available_suites, describe, load_suite, parse_overrides, resolve
+from harness.config import SUITES_DIR, ConfigError, RunConfig, available_suites, describe, load_suite, parse_overrides, resolve
 from harness.environment import environment
 from harness.interface import TaskDataError
-from harness.launch import FINAL_STATUSES, check_data, run_local, split_by_store
+from harness.launch import cell_states, check_data, launch, split_by_store
+from harness.sweep import expand_grid
 from harness.plan import Cell, plan
 from harness.runner import Progress as StepProgress
 from harness.store import Store, StoreError
@@ -69,28 +73,43 @@ class _Display:
         )
         self.progress.update(self.overall, completed=self.finished + p.fraction)
 
-    def on_record(self, cell: Cell, record: dict[str, Any]) -> None:
+    def on_record(self, cell: Cell, outcome: str, record: dict[str, Any] | None) -> None:
         self.finished += 1
         self.progress.update(self.overall, completed=self.finished)
+        if outcome == "busy":
+            self.progress.console.print(f"[cyan]busy[/] {cell} is being trained by another worker", highlight=False)
+            return
+        assert record is not None
         status = record["status"]
         colour = {"completed": "green", "unsupported": "yellow"}.get(status, "red")
-        detail = ""
+        detail = " (recorded meanwhile by another worker)" if outcome == "done" else ""
         if status == "completed":
             final = record["final"]
-            detail = f"test {final['metric']} {final['test'][final['metric']]:.4f}, {record['timing']['train_seconds']:.1f} s"
+            detail += f" test {final['metric']} {final['test'][final['metric']]:.4f}, " \
+                      f"{record['timing']['train_seconds']:.1f} s"
         elif record.get("error"):
-            detail = record["error"].splitlines()[0]
-        self.progress.console.print(f"[{colour}]{status}[/] {cell} {detail}", highlight=False)
+            detail += " " + record["error"].splitlines()[0]
+        self.progress.console.print(f"[{colour}]{status}[/] {cell}{detail}", highlight=False)
+
+
+def _resolve_cells(overrides: list[str], sweep: bool) -> tuple[RunConfig, list[Cell]]:
+    if not sweep:
+        run = resolve(overrides)
+        return run, plan(run)
+    runs = [resolve(point) for point in expand_grid(overrides)]
+    cells = list({c.run_id: c for run in runs for c in plan(run)}.values())
+    return runs[0], cells
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    sweep = args.command == "sweep"
     try:
-        run = resolve(args.overrides)
-        cells = plan(run)
+        run, cells = _resolve_cells(args.overrides, sweep)
     except (ConfigError, registry.RegistryError) as exc:
         return _fail(str(exc))
     if args.dry_run:
-        console.print_json(json.dumps(describe(run), default=str))
+        if not sweep:
+            console.print_json(json.dumps(describe(run), default=str))
         console.print(f"{len(cells)} cells")
         return 0
 
@@ -103,11 +122,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     for path in store.set_aside:
         err_console.print(f"[yellow]warning:[/] unreadable record set aside as {path}; its cell will run again.")
     console.print(
-        f"suite [bold]{run.suite}[/]{f' (profile {run.profile})' if run.profile else ''}: {len(cells)} cells, "
-        f"{len(split.done)} already recorded, {len(split.todo)} to run; budget {run.budget} per cell; "
+        f"{'sweep over ' if sweep else ''}suite [bold]{run.suite}[/]{f' (profile {run.profile})' if run.profile else ''}: "
+        f"{len(cells)} cells, {len(split.done)} already recorded, {len(split.todo)} to run"
+        f"{'' if sweep else f'; budget {run.budget} per cell'}; launcher {run.launcher.kind}; "
         f"results in {run.results_dir / run.suite}"
     )
-    status = 0
     if split.todo:
         try:
             check_data(split.todo)
@@ -116,12 +135,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         display = _Display(len(split.todo))
         try:
             with display.progress:
-                run_local(split.todo, store, display.on_progress, display.on_record)
+                outcomes = launch(split.todo, run.results_dir, run.launcher, display.on_progress, display.on_record)
         except StoreError as exc:
             return _fail(f"{exc} Records written before this one are intact.")
         except KeyboardInterrupt:
             err_console.print("interrupted: finished cells are recorded; run the same command again to resume.")
             return 130
+        if outcomes["busy"]:
+            console.print(f"{outcomes['busy']} cells are being trained by other workers: `bench status` shows them; "
+                          "run this command again when they finish to see the full table.")
     else:
         console.print("nothing to train: every cell is already recorded (delete its record.json to redo one).")
 
@@ -130,9 +152,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     store.rebuild_index()
     for table in render(summarise(records), title=run.suite):
         console.print(table)
-    if any(r["status"] not in FINAL_STATUSES or r["status"] == "diverged" for r in records):
-        status = 1
-    return status
+    return 1 if any(r["status"] in ("failed", "diverged") for r in records) else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        run, cells = _resolve_cells(args.overrides, sweep=False)
+    except (ConfigError, registry.RegistryError) as exc:
+        return _fail(str(exc))
+    counts = cell_states(cells, Store(run.results_dir))
+    table = Table(title=f"{run.suite}: {len(cells)} cells in {run.results_dir / run.suite}")
+    states = ("completed", "running", "failed", "diverged", "unsupported", "missing")
+    for column in ("task", "method", *states):
+        table.add_column(column, justify="left" if column in ("task", "method") else "right")
+    for (task, method), row in sorted(counts.items()):
+        table.add_row(task, method, *(str(row.get(s, 0) or "") for s in states))
+    console.print(table)
+    return 0
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
@@ -196,8 +232,6 @@ def _print_verdict(document: dict[str, Any]) -> None:
 
 
 def _claims_list(claims_mod: Any, claims_dir: Path, results_dir: Path) -> int:
-    from rich.table import Table
-
     table = Table(title=f"claims in {claims_dir}")
     for column in ("id", "quantity", "relation", "method vs baseline", "suite/task", "last verdict"):
         table.add_column(column)
@@ -249,6 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("overrides", nargs="*", metavar="key=value")
     run.add_argument("--dry-run", action="store_true", help="print the resolved config and the cell count; train nothing")
     run.set_defaults(func=cmd_run)
+    sweep = sub.add_parser("sweep", help="a grid of runs: every list-valued key is an axis, e.g. method.lr=[1e-3,3e-4]")
+    sweep.add_argument("overrides", nargs="*", metavar="key=value")
+    sweep.add_argument("--dry-run", action="store_true", help="print the number of cells; train nothing")
+    sweep.set_defaults(func=cmd_run)
+    status = sub.add_parser("status", help="done / running / failed / missing cells of a suite at a glance")
+    status.add_argument("overrides", nargs="*", metavar="key=value")
+    status.set_defaults(func=cmd_status)
     lst = sub.add_parser("list", help="list registered methods, tasks or suites")
     lst.add_argument("what", choices=("methods", "tasks", "suites"))
     lst.set_defaults(func=cmd_list)

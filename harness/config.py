@@ -21,6 +21,7 @@ Keys of a suite (top level):
     threads       torch CPU threads per cell (null: torch's default); tiny models run
                   fastest on 1, and 2 threads on a busy 2-core machine can be 10x slower
     meter         {probe_steps: 1, sampling: true}: measurement settings (harness/meter.py)
+    launcher      {kind: local|submitit|ray, workers: 1, ...}: where cells run (harness/launch.py)
     data_dir      a local data directory handed to every task
     results_dir   where records go (default: results)
     profiles      {name: {dotted.key: value}}: named bundles of overrides
@@ -52,7 +53,7 @@ from harness.registry import did_you_mean
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TOP_LEVEL_KEYS = (
     "suite", "description", "tasks", "method", "method_options", "seeds", "budget", "batch_size",
-    "eval_every", "device", "threads", "meter", "data_dir", "results_dir", "profile", "profiles",
+    "eval_every", "device", "threads", "meter", "launcher", "data_dir", "results_dir", "profile", "profiles",
 )
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -89,6 +90,7 @@ class RunConfig:
     device: str
     threads: int | None
     meter: MeterConfig
+    launcher: Any  # harness.launch.LauncherConfig (imported late: launch imports the runner)
     results_dir: Path
     profile: str | None = None
     overrides: tuple[str, ...] = field(default=())
@@ -207,6 +209,10 @@ def build_dataclass(cls: type, values: dict[str, Any] | None, where: str) -> Any
         raise ConfigError(f"{where}: {exc}") from exc
 
 
+def _sweep_hint(value: Any) -> str:
+    return " To try several values, use `bench sweep` with the same arguments." if isinstance(value, list) else ""
+
+
 def coerce(value: Any, annotation: Any, where: str) -> Any:
     """Convert a YAML/CLI value to the declared type, or say why it cannot be."""
     origin = typing.get_origin(annotation)
@@ -250,7 +256,7 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "yes", "on", "false", "no", "off"):
             return value.lower() in ("true", "yes", "on")
-        raise ConfigError(f"{where} must be true or false, got {value!r}.")
+        raise ConfigError(f"{where} must be true or false, got {value!r}.{_sweep_hint(value)}")
     if annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -261,7 +267,7 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
                 return int(float(value)) if float(value).is_integer() else int(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where} must be an integer, got {value!r}.")
+        raise ConfigError(f"{where} must be an integer, got {value!r}.{_sweep_hint(value)}")
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -270,7 +276,7 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where} must be a number, got {value!r}.")
+        raise ConfigError(f"{where} must be a number, got {value!r}.{_sweep_hint(value)}")
     if annotation is str:
         if isinstance(value, str):
             return value
@@ -339,10 +345,17 @@ def _validate(raw: dict[str, Any], profile: str | None, overrides: tuple[str, ..
         device=device,
         threads=None if raw.get("threads") is None else _positive_int(raw, "threads", 1),
         meter=build_dataclass(MeterConfig, raw.get("meter"), "meter"),
+        launcher=_launcher(raw.get("launcher")),
         results_dir=Path(str(raw.get("results_dir", "results"))),
         profile=profile,
         overrides=overrides,
     )
+
+
+def _launcher(value: Any) -> Any:
+    from harness.launch import LauncherConfig
+
+    return build_dataclass(LauncherConfig, value, "launcher")
 
 
 def _budget(value: Any) -> Budget:
@@ -446,5 +459,6 @@ def describe(run: RunConfig) -> dict[str, Any]:
         "device": run.device,
         "threads": run.threads,
         "meter": dataclasses.asdict(run.meter),
+        "launcher": dataclasses.asdict(run.launcher),
         "results_dir": str(run.results_dir),
     }

@@ -43,6 +43,8 @@ from datetime import date, datetime, timezone
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
+from harness.locks import index_lock
+
 if TYPE_CHECKING:  # pandas is imported only where the index is built or read
     import pandas
 
@@ -405,8 +407,14 @@ class Store:
         index: one row per record; nested dicts flattened to dotted columns
         (`final.test.accuracy`, `config.method.lr`), lists as JSON strings, the curve left
         out. curves: one row per curve point, with the identifying columns. A column whose
-        values have different types across records is stored as strings.
+        values have different types across records is stored as strings. Rebuilds by
+        concurrent workers are serialised (harness/locks.py), and each reads the records
+        inside the lock, so the last rebuild lists every record written before it.
         """
+        with index_lock(self.root):
+            return self._rebuild_index()
+
+    def _rebuild_index(self) -> Path:
         index_rows: list[dict[str, Any]] = []
         curve_rows: list[dict[str, Any]] = []
         for record in self.records():

@@ -1,0 +1,148 @@
+"""Launchers and concurrency: the same records whoever runs the cells, each cell trained once."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import registry
+from harness.config import resolve
+from harness.launch import LauncherConfig, execute, launch
+from harness.plan import plan
+from harness.sweep import expand_grid
+
+METHODS = registry.method_names()[:3]
+
+
+def _learning(results: Path) -> dict[str, tuple]:
+    """run_id -> what was learned (status, curve without the clock, test metrics)."""
+    out = {}
+    for path in results.glob("*/*/record.json"):
+        record = json.loads(path.read_text())
+        curve = [(p["steps"], p["train_loss"], p["val_metric"]) for p in record["curve"]]
+        out[record["run_id"]] = (record["status"], tuple(curve), json.dumps(record.get("final"), sort_keys=True))
+    return out
+
+
+@pytest.fixture
+def sweep_cells(tiny_suite):
+    args = [f"suite={tiny_suite(seeds=2, steps=8, eval_every=4)}", f"method={METHODS}".replace("'", ""),
+            "method.backprop.lr=[0.01,0.003]" if "backprop" in METHODS else "batch_size=64"]
+    cells = {c.run_id: c for point in expand_grid(args) for c in plan(resolve(point))}
+    return list(cells.values())
+
+
+def test_grid_expands_scalar_lists_and_keeps_method_and_seed_lists() -> None:
+    points = expand_grid(["suite=x", "method=[a,b]", "seeds=2", "method.lr=[1,2]", "batch_size=[8,16]"])
+    assert len(points) == 4 and all("method=[a,b]" in p for p in points)
+    assert ["method.lr=1", "batch_size=8"] == points[0][-2:]
+
+
+@pytest.mark.parametrize("kind", ["submitit", "ray"])
+def test_every_launcher_produces_the_same_records(kind: str, sweep_cells, tmp_path: Path) -> None:
+    reference, other = tmp_path / "local", tmp_path / kind
+    launch(sweep_cells, reference, LauncherConfig())
+    config = LauncherConfig(kind=kind, cluster="local", workers=2)
+    outcomes = launch(sweep_cells, other, config)
+    assert outcomes["ran"] == len(sweep_cells)
+    assert _learning(other) == _learning(reference)
+    assert len(_learning(reference)) == len(sweep_cells)
+
+
+def test_process_pool_runs_each_cell_once(sweep_cells, tmp_path: Path) -> None:
+    outcomes = launch(sweep_cells, tmp_path, LauncherConfig(workers=2))
+    assert outcomes == {"ran": len(sweep_cells), "done": 0, "busy": 0}
+    again = launch(sweep_cells, tmp_path, LauncherConfig(workers=2))
+    assert again == {"ran": 0, "done": len(sweep_cells), "busy": 0}
+
+
+def test_a_claimed_cell_is_not_run_twice(sweep_cells, tmp_path: Path) -> None:
+    from harness.locks import try_claim
+    from harness.store import Store
+
+    cell = sweep_cells[0]
+    claim = try_claim(Store(tmp_path).record_path(cell.suite, cell.run_id).parent)
+    assert claim is not None
+    assert execute(cell, tmp_path)[0] == "busy"
+    claim.release()
+    assert execute(cell, tmp_path)[0] == "ran"
+    assert execute(cell, tmp_path)[0] == "done"
+
+
+def _bench(args: list[str], **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "harness.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_four_concurrent_runs_train_every_cell_exactly_once(tiny_suite, tmp_path: Path) -> None:
+    suite = tiny_suite(seeds=6, steps=40, eval_every=20)
+    procs = [_bench(["run", f"suite={suite}", f"results_dir={tmp_path}"]) for _ in range(4)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    trained = sum(len(re.findall(r"^completed \S+/backprop/seed\d+ test", out, re.M)) for out in outputs)
+    assert trained == 6, outputs  # "recorded meanwhile by another worker" lines are not trainings
+    import pandas as pd
+
+    index = pd.read_parquet(tmp_path / "index.parquet")
+    assert sorted(index["seed"]) == list(range(6))
+
+
+def test_sigkill_at_random_points_then_rerun_keeps_every_completed_record(tiny_suite, tmp_path: Path) -> None:
+    suite = tiny_suite(seeds=6, steps=150, eval_every=50)
+    args = ["sweep", f"suite={suite}", "method.backprop.lr=[0.01,0.02]", f"results_dir={tmp_path}",
+            "launcher.workers=2"]
+    completed: dict[Path, bytes] = {}
+    kill_points = [4.0, 6.5, 9.0, 11.5]
+    for delay in kill_points:
+        proc = _bench(args, start_new_session=True)
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole pool, mid-cell or mid-write
+        proc.wait()
+        for path in tmp_path.glob("*/*/record.json"):
+            if json.loads(path.read_bytes())["status"] == "completed":
+                assert completed.setdefault(path, path.read_bytes()) == path.read_bytes()
+    final = _bench(args)
+    output = final.communicate(timeout=300)[0]
+    assert final.returncode == 0, output
+    records = {p: p.read_bytes() for p in tmp_path.glob("*/*/record.json")}
+    assert len(records) == 12
+    assert all(records[p] == raw for p, raw in completed.items()), "a completed record was rewritten"
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_corrupt_record_is_reported_set_aside_and_rerun(tiny_suite, tmp_path: Path) -> None:
+    suite = tiny_suite(steps=20, eval_every=10)
+    first = _bench(["run", f"suite={suite}", f"results_dir={tmp_path}"])
+    first.communicate(timeout=120)
+    (record,) = tmp_path.glob("*/*/record.json")
+    record.write_text('{"status": "compl')  # truncated by a crash of something else
+    second = _bench(["run", f"suite={suite}", f"results_dir={tmp_path}"])
+    output = second.communicate(timeout=120)[0]
+    assert second.returncode == 0 and "set aside" in output
+    assert json.loads(record.read_text())["status"] == "completed"
+    assert list(record.parent.glob("record.json.corrupt-*"))
+
+
+def test_file_size_limit_gives_a_clear_error_and_keeps_earlier_records(tiny_suite, tmp_path: Path) -> None:
+    import resource
+
+    done = _bench(["run", f"suite={tiny_suite(steps=20, eval_every=10)}", f"results_dir={tmp_path}"])
+    done.communicate(timeout=120)
+    before = {p: p.read_bytes() for p in tmp_path.glob("*/*/record.json")}
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # records are larger than this
+
+    proc = _bench(["run", f"suite={tiny_suite(steps=20, eval_every=10, seeds=2)}", f"results_dir={tmp_path}"],
+                  preexec_fn=limit)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 2 and "File too large" in output and "intact" in output
+    assert {p: p.read_bytes() for p in before} == before
