@@ -190,9 +190,11 @@ def _set_nested(target: dict[str, Any], parts: list[str], value: Any) -> None:
 def build_dataclass(cls: type, values: dict[str, Any] | None, where: str) -> Any:
     """Build `cls` from `values` strictly: unknown keys, wrong types and values its
     `__post_init__` rejects all become a ConfigError naming `where.key`."""
-    values = dict(values or {})
+    if values is None:
+        values = {}
     if not isinstance(values, dict):
         raise ConfigError(f"{where} must be a mapping of keys, got {values!r}.")
+    values = dict(values)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
@@ -307,13 +309,18 @@ def resolve_overrides(overrides: list[tuple[str, Any]], args: tuple[str, ...] = 
     profile = next((v for k, v in reversed(overrides) if k == "profile"), raw.get("profile"))
     if profile is not None:
         profiles = raw.get("profiles") or {}
+        if not isinstance(profiles, dict):
+            raise ConfigError(f"profiles must map profile names to overrides, got {profiles!r}.")
         if profile not in profiles:
             raise ConfigError(
                 f"suite {raw['suite']} has no profile {profile!r}.{did_you_mean(str(profile), list(profiles))} "
                 f"Profiles: {', '.join(profiles) or 'none'}."
             )
-        for key, value in (profiles[profile] or {}).items():
-            _set_dotted(raw, key, value)
+        body = profiles[profile] or {}
+        if not isinstance(body, dict):
+            raise ConfigError(f"profiles.{profile} must map dotted keys to values, got {body!r}.")
+        for key, value in body.items():
+            _set_dotted(raw, str(key), value)
     for key, value in overrides:
         if key not in ("suite", "profile"):
             _set_dotted(raw, key, value)
@@ -335,7 +342,7 @@ def _validate(raw: dict[str, Any], profile: str | None, overrides: tuple[str, ..
     methods = _methods(raw, tasks)
     return RunConfig(
         suite=str(raw["suite"]),
-        description=str(raw.get("description", "")),
+        description=str(raw.get("description") or ""),
         tasks=tasks,
         methods=methods,
         seeds=seeds,
@@ -392,7 +399,9 @@ def _tasks(value: Any, data_dir: Any) -> tuple[TaskSpec, ...]:
         raise ConfigError("tasks must map a label to a task, e.g. tasks: {mlp: {task: digits, model: mlp}}.")
     specs = []
     for label, body in value.items():
-        body = dict(body or {})
+        if not isinstance(body, dict):
+            raise ConfigError(f"tasks.{label} must be a mapping with at least `task: NAME`, got {body!r}.")
+        body = dict(body)
         if "task" not in body:
             raise ConfigError(f"tasks.{label} names no task: add tasks.{label}.task=NAME "
                               f"(known tasks: {', '.join(registry.task_names())}).")
@@ -415,6 +424,8 @@ def _methods(raw: dict[str, Any], tasks: tuple[TaskSpec, ...]) -> tuple[MethodSp
     if not isinstance(names, (list, tuple)) or not names:
         raise ConfigError(f"method must be a name, a list of names or 'all'; got {selection!r}.")
     suite_options = raw.get("method_options") or {}
+    if not isinstance(suite_options, dict):
+        raise ConfigError(f"method_options must map method names to their settings, got {suite_options!r}.")
     for name in suite_options:
         if name not in registry.method_names():
             _unknown_method(name, "method_options")
@@ -434,7 +445,10 @@ def _methods(raw: dict[str, Any], tasks: tuple[TaskSpec, ...]) -> tuple[MethodSp
                     f"Keys of {name}: {', '.join(sorted(known))}. "
                     f"To set it for one method only, write method.<name>.{key}=..."
                 )
-        values = {**(suite_options.get(name) or {}), **common, **(specific.get(name) or {})}
+        own = suite_options.get(name) or {}
+        if not isinstance(own, dict):
+            raise ConfigError(f"method_options.{name} must be a mapping of {name}'s settings, got {own!r}.")
+        values = {**own, **common, **(specific.get(name) or {})}
         specs.append(MethodSpec(name, build_dataclass(method_cls.Config, values, f"method.{name}")))
     return tuple(specs)
 
