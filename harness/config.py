@@ -22,6 +22,8 @@ Keys of a suite (top level):
                   fastest on 1, and 2 threads on a busy 2-core machine can be 10x slower
     meter         {probe_steps: 1, sampling: true}: measurement settings (harness/meter.py)
     launcher      {kind: local|submitit|ray, workers: 1, ...}: where cells run (harness/launch.py)
+    shift         {enabled: true, noise: [...], rotation: [...], translation: [...]}: also score
+                  the selected state on shifted test sets (harness/interface.ShiftConfig)
     data_dir      a local data directory handed to every task
     results_dir   where records go (default: results)
     profiles      {name: {dotted.key: value}}: named bundles of overrides
@@ -47,13 +49,14 @@ import yaml
 
 from harness import registry
 from harness.budget import BUDGET_KINDS, Budget
+from harness.interface import ShiftConfig
 from harness.meter import MeterConfig
 from harness.registry import did_you_mean
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TOP_LEVEL_KEYS = (
     "suite", "description", "tasks", "method", "method_options", "seeds", "budget", "batch_size",
-    "eval_every", "device", "threads", "meter", "launcher", "data_dir", "results_dir", "profile", "profiles",
+    "eval_every", "device", "threads", "meter", "launcher", "shift", "data_dir", "results_dir", "profile", "profiles",
 )
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -91,6 +94,7 @@ class RunConfig:
     threads: int | None
     meter: MeterConfig
     launcher: Any  # harness.launch.LauncherConfig (imported late: launch imports the runner)
+    shift: ShiftConfig
     results_dir: Path
     profile: str | None = None
     overrides: tuple[str, ...] = field(default=())
@@ -353,6 +357,7 @@ def _validate(raw: dict[str, Any], profile: str | None, overrides: tuple[str, ..
         threads=None if raw.get("threads") is None else _positive_int(raw, "threads", 1),
         meter=build_dataclass(MeterConfig, raw.get("meter"), "meter"),
         launcher=_launcher(raw.get("launcher")),
+        shift=build_dataclass(ShiftConfig, raw.get("shift"), "shift"),
         results_dir=Path(str(raw.get("results_dir", "results"))),
         profile=profile,
         overrides=overrides,
@@ -474,5 +479,6 @@ def describe(run: RunConfig) -> dict[str, Any]:
         "threads": run.threads,
         "meter": dataclasses.asdict(run.meter),
         "launcher": dataclasses.asdict(run.launcher),
+        "shift": dataclasses.asdict(run.shift),
         "results_dir": str(run.results_dir),
     }

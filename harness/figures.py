@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -35,17 +37,11 @@ _PALETTE = "tab10"
 
 def method_colours(methods: Sequence[str]) -> dict[str, tuple[float, ...]]:
     """A fixed colour per method name (sorted), so a method looks the same in every figure."""
-    cmap = _colormap(_PALETTE)
+    cmap = colormaps[_PALETTE]
     return {name: cmap(i % cmap.N) for i, name in enumerate(sorted(set(methods)))}
 
 
-def _colormap(name: str):
-    from matplotlib import colormaps
-
-    return colormaps[name]
-
-
-def _figure(width: float, height: float, panels: int, columns: int) -> tuple[Figure, list]:
+def _figure(width: float, height: float, panels: int, columns: int) -> tuple[Figure, list[Axes]]:
     """A figure on an Agg canvas with `panels` axes laid out `columns` wide."""
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
@@ -54,7 +50,7 @@ def _figure(width: float, height: float, panels: int, columns: int) -> tuple[Fig
     return fig, axes
 
 
-def _no_data(ax, what: str) -> None:
+def _no_data(ax: Axes, what: str) -> None:
     """Say on the panel that there is nothing to draw, instead of leaving it blank."""
     ax.text(0.5, 0.5, f"no {what} recorded", ha="center", va="center", transform=ax.transAxes, color="0.4")
 
@@ -82,19 +78,20 @@ def learning_curves(curves: pd.DataFrame, task: str, metric: str | None,
             continue
         for method, runs in points.groupby("method", sort=True):
             _draw_runs(ax, runs, column, method, colours[method])
-    axes[0].legend(fontsize="small", loc="lower right")
+    axes[0].legend(fontsize="small", loc="best")
     fig.suptitle(f"{task}: {ylabel} against each budget axis")
     return fig
 
 
-def _draw_runs(ax, runs: pd.DataFrame, column: str, method: str, colour: tuple[float, ...]) -> None:
+def _draw_runs(ax: Axes, runs: pd.DataFrame, column: str, method: str, colour: tuple[float, ...]) -> None:
     """One thin line per seed, then the across-seed mean (when there are several seeds)."""
     seeds = runs.groupby("run_id", sort=False)
+    several = seeds.ngroups > 1
     for i, (_, run) in enumerate(seeds):
         run = run.sort_values("steps")
-        label = f"{method}: each seed" if i == 0 and seeds.ngroups > 1 else (method if i == 0 else None)
+        label = (f"{method}: each seed" if several else method) if i == 0 else None
         ax.plot(run[column], run["val_metric"], color=colour, lw=0.9, alpha=0.55, label=label)
-    if seeds.ngroups > 1:
+    if several:
         by_step = runs.groupby("steps")
         complete = by_step["run_id"].nunique() == seeds.ngroups
         mean = by_step[[column, "val_metric"]].mean()[complete]
@@ -145,7 +142,7 @@ def accuracy_vs_cost(points: pd.DataFrame, task: str, metric: str, higher_is_bet
                        zorder=3)
         front = usable.iloc[pareto_front(usable[column], usable["test"], higher_is_better)]
         ax.plot(front[column], front["test"], color="black", ls="--", lw=1.2, marker="o", mfc="none", ms=11,
-                drawstyle="steps-post" if higher_is_better else "default", zorder=2,
+                drawstyle="steps-post", zorder=2,
                 label=f"Pareto front ({better} {metric}, lower cost)")
         ax.legend(fontsize="small", loc="best")
     fig.suptitle(f"{task}: test {metric} against cost")
@@ -164,7 +161,7 @@ def ledger_breakdown(ledger: pd.DataFrame) -> Figure:
     tasks = list(dict.fromkeys(ledger.index.get_level_values(0)))
     widest = max((len(ledger.loc[t]) for t in tasks), default=1)
     fig, axes = _figure(max(5.0, 1.2 + len(tasks) * (1.6 + 0.9 * widest)), 4.6, max(len(tasks), 1), max(len(tasks), 1))
-    cmap = _colormap("Set2")
+    cmap = colormaps["Set2"]
     colours = {c: cmap(i % cmap.N) for i, c in enumerate(ledger.columns)}
     for ax, task in zip(axes, tasks):
         rows = ledger.loc[task]
@@ -173,9 +170,10 @@ def ledger_breakdown(ledger: pd.DataFrame) -> Figure:
             heights = rows[category].fillna(0.0).to_numpy(dtype=float)
             ax.bar(rows.index, heights, bottom=bottom, color=colours[category], label=category, width=0.6)
             bottom += heights
+        ax.set_xlim(-0.8, len(rows) - 0.2)  # a lone bar stays a bar, not a wall
         ax.set_title(task)
         ax.set_xlabel("method")
-        ax.set_ylabel("MiB at the ledger's peak (mean of completed seeds)")
+        ax.set_ylabel("MiB (mean of completed seeds)")
         ax.grid(axis="y", alpha=0.3)
     if not tasks:
         axes[0].set_xlabel("method")

@@ -124,6 +124,25 @@ class Task(Protocol):
         """Sizes of the splits, input shape, number of classes: for the record."""
 
 
+@dataclass(frozen=True)
+class ShiftConfig:
+    """`shift.*` keys: score the selected state on shifted copies of the test set too.
+
+    Severities are lists, one evaluation each; a task that can shift its inputs
+    implements `evaluate_shifted(predict, device, shift) -> {"kind@severity": metric}`.
+    """
+
+    enabled: bool = False
+    noise: tuple[float, ...] = (0.1, 0.3)  # Gaussian noise std, in units of the full pixel range
+    rotation: tuple[float, ...] = (15.0, 30.0)  # degrees
+    translation: tuple[int, ...] = (2, 4)  # pixels, right and down
+    seed: int = 0  # the noise is the same for every method and cell
+
+    def __post_init__(self) -> None:
+        if any(s < 0 for s in self.noise) or any(p < 0 for p in self.translation):
+            raise ValueError("noise and translation severities must be >= 0")
+
+
 class TaskDataError(RuntimeError):
     """The data a task needs is not present; the message says how to get it."""
 

@@ -11,6 +11,7 @@ import torch
 from harness.budget import Budget
 from harness.config import ConfigError, MethodSpec, RunConfig, TaskSpec
 from harness.energy import EnergyMeter
+from harness.interface import ShiftConfig
 from harness.meter import MeterConfig
 from harness.store import run_id
 
@@ -29,16 +30,20 @@ class Cell:
     device: str  # resolved: "cpu" or "cuda"
     threads: int | None = None  # torch CPU threads; speed only, so not part of the run id
     meter: MeterConfig = MeterConfig()  # what is observed, not what is learned: not in the run id
+    shift: ShiftConfig = ShiftConfig()  # extra evaluations: in the run id when enabled
 
     def identity(self) -> dict[str, Any]:
         """Everything that can change the result; its hash is the run id.
 
         Left out: the data directory (where the same files live does not change what
         is learned from them), the thread count and the meter settings (they change
-        speed and observation, not results).
+        speed and observation, not results). Shift evaluation is in when enabled: it
+        adds results to the record.
         """
         task_config = {k: v for k, v in dataclasses.asdict(self.task.config).items() if k != "data_dir"}
+        shift = {"shift": dataclasses.asdict(self.shift)} if self.shift.enabled else {}
         return {
+            **shift,
             "suite": self.suite,
             "task_label": self.task.label,
             "task": self.task.task,
@@ -80,7 +85,7 @@ def plan(run: RunConfig) -> list[Cell]:
             )
     return [
         Cell(run.suite, task, method, seed, run.budget, run.batch_size, run.eval_every, device, run.threads,
-             run.meter)
+             run.meter, run.shift)
         for task in run.tasks
         for method in run.methods
         for seed in run.seeds

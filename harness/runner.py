@@ -8,6 +8,8 @@ What the runner guarantees for every method alike:
 - Measurement: every step runs inside the meter (harness/meter.py): time, FLOPs,
   memory ledger, measured peaks and energy, by the same rules for every method;
   validation and test are timed apart as `eval_seconds`.
+- Shift: with `shift.enabled`, the selected state is also scored on shifted copies of
+  the test set; the record holds clean and shifted metrics and the gap.
 - Selection: the validation metric is computed every `eval_every` steps and at the
   end; the state with the best validation metric is kept (copied to CPU) and the
   test split is evaluated once, on that state only.
@@ -209,9 +211,19 @@ def _train(cell: Cell, task: Task, method_cls: type, on_progress: ProgressCallba
     method.load_state_dict(best_state)
     start = time.perf_counter()
     test = task.evaluate(method.predict, "test", device)
+    final = {"metric": task.metric, "best_step": best_step, "val": best_val, "test": test}
+    if cell.shift.enabled:
+        final["shift"] = _shifted(task, method, device, cell, test[task.metric])
     common["timing"]["eval_seconds"] += time.perf_counter() - start
-    return {
-        "status": "completed",
-        "final": {"metric": task.metric, "best_step": best_step, "val": best_val, "test": test},
-        **common,
-    }
+    return {"status": "completed", "final": final, **common}
+
+
+def _shifted(task: Task, method: Any, device: torch.device, cell: Cell, clean: float) -> dict[str, Any]:
+    """Test metric of the selected state under each shift, and the gap to the clean one."""
+    evaluate = getattr(task, "evaluate_shifted", None)
+    if evaluate is None:
+        return {"gap": None, "reason": f"task {cell.task.task} has no shift evaluation"}
+    shifted = evaluate(method.predict, device, cell.shift)
+    mean = statistics.fmean(shifted.values()) if shifted else None
+    return {"clean": clean, "shifted": shifted, "mean_shifted": mean,
+            "gap": None if mean is None else clean - mean, "reason": None}

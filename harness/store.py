@@ -432,10 +432,16 @@ class Store:
         return self.index_path
 
     def _index_stale(self) -> bool:
+        """Missing, older than a record, or listing a different number of records (one was deleted)."""
         if not (self.index_path.exists() and self.curves_path.exists()):
             return True
+        import pyarrow.parquet as pq
+
         built = min(self.index_path.stat().st_mtime_ns, self.curves_path.stat().st_mtime_ns)
-        return any(p.stat().st_mtime_ns > built for p in self.root.glob(f"*/*/{RECORD_NAME}"))
+        paths = list(self.root.glob(f"*/*/{RECORD_NAME}"))
+        if any(p.stat().st_mtime_ns > built for p in paths):
+            return True
+        return pq.ParquetFile(self.index_path).metadata.num_rows != len(paths)
 
     def read_index(self) -> pandas.DataFrame:
         """The index as a DataFrame; rebuilt first when missing or older than a record."""

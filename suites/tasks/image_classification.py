@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness.interface import Batch, BlockModel, TaskDataError
+from harness.interface import Batch, BlockModel, ShiftConfig, TaskDataError
 from harness.registry import register_task
 from suites.tasks.image_data import load_image_data, stratified_holdout
+from suites.tasks.image_shifts import shifted_sets
 from suites.tasks.vision_models import MLPConfig, ViTConfig, build_mlp, build_vit, check_vit_fits
 
 EVAL_CHUNK = 1000  # examples per `predict` call in `evaluate`
@@ -79,6 +80,9 @@ class ImageSplits:
     test_x: Tensor
     test_y: Tensor
     source: str
+    mean: Tensor  # per-channel normalisation statistics of the training split,
+    std: Tensor  # kept so shifts can act in pixel space
+    pixel_max: float  # full-scale pixel value (255, or 16 for digits)
 
 
 class ImageClassificationTask:
@@ -147,14 +151,17 @@ class ImageClassificationTask:
         x, y = (self.splits.val_x, self.splits.val_y) if split == "val" else (self.splits.test_x, self.splits.test_y)
         if len(y) == 0:
             raise ValueError(f"the {split} split of {self.dataset} is empty; set val_size above 0.")
-        correct, total_loss = 0, 0.0
-        for start in range(0, len(y), EVAL_CHUNK):
-            inputs = x[start : start + EVAL_CHUNK].to(device)
-            targets = y[start : start + EVAL_CHUNK].to(device)
-            logits = predict(inputs).detach().float()
-            total_loss += F.cross_entropy(logits, targets, reduction="sum").item()
-            correct += int((logits.argmax(dim=-1) == targets).sum())
-        return {"accuracy": correct / len(y), "loss": total_loss / len(y)}
+        return _score(predict, x, y, device)
+
+    def evaluate_shifted(self, predict: Callable[[Tensor], Tensor], device: torch.device,
+                         shift: ShiftConfig) -> dict[str, float]:
+        """Test accuracy under each configured shift (suites/tasks/image_shifts.py)."""
+        s = self.splits
+        scale = s.pixel_max
+        pixels01 = (s.test_x * s.std + s.mean) / scale
+        sets = shifted_sets(pixels01, shift.noise, shift.rotation, shift.translation, shift.seed)
+        return {name: _score(predict, (images * scale - s.mean) / s.std, s.test_y, device)["accuracy"]
+                for name, images in sets.items()}
 
     def describe(self) -> dict[str, Any]:
         s = self.splits
@@ -171,6 +178,17 @@ class ImageClassificationTask:
             "model_config": {k: list(v) if isinstance(v, tuple) else v for k, v in model_config.items()},
             "split_seed": self.config.split_seed,
         }
+
+
+def _score(predict: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, device: torch.device) -> dict[str, float]:
+    correct, total_loss = 0, 0.0
+    for start in range(0, len(y), EVAL_CHUNK):
+        inputs = x[start : start + EVAL_CHUNK].to(device)
+        targets = y[start : start + EVAL_CHUNK].to(device)
+        logits = predict(inputs).detach().float()
+        total_loss += F.cross_entropy(logits, targets, reduction="sum").item()
+        correct += int((logits.argmax(dim=-1) == targets).sum())
+    return {"accuracy": correct / len(y), "loss": total_loss / len(y)}
 
 
 def _epochs(x: Tensor, y: Tensor, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
@@ -222,6 +240,9 @@ def prepare_splits(
         test_x=normalise(data.test_x),
         test_y=labels(data.test_y),
         source=data.source,
+        mean=mean,
+        std=std,
+        pixel_max=float(max(data.train_x.max(), 1)),
     )
 
 

@@ -1,0 +1,745 @@
+"""`bench report SUITE|claims`: tables, figures and claim verdicts as HTML and Markdown.
+
+A report is made from the results table (results/index.parquet, results/curves.parquet) and
+the verdict files (results/claims/*.json), never from a run's memory, so it can be rebuilt at
+any time from the records alone. It is written to reports/<target>/:
+
+    index.html   self-contained: inline CSS, figures inlined as base64 PNG, nothing fetched
+    report.md    the same content, linking the PNG files
+    fig-*.png    the figures (harness/figures.py)
+
+Honesty rules, the same as the terminal table's (whose numbers this reuses through
+`harness.summary.summarise`, so the two never disagree): every seed's value is listed next
+to the mean; cells that did not complete are listed with their error; unknown numbers show
+as "—" or "null: reason", never as 0.
+
+Both output formats are rendered from one small document model (`Section` of `Text`,
+`Table` and `Image` blocks), so the HTML and the Markdown cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import json
+import math
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from harness.registry import RegistryError, did_you_mean, get_task
+from harness.store import ID_COLUMNS, INDEX_ID_COLUMNS, INDEX_NAME, RECORD_NAME, Store, StoreError
+from harness.summary import MIB, Row, summarise
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+CLAIMS_TARGET = "claims"
+STATUSES = ("completed", "diverged", "failed", "unsupported")
+FIGURE_PREFIX = "fig-"
+LEDGER_PREFIX = "memory.ledger.bytes."
+# The harness's own ledger categories, stacked in this order; method-declared ones follow, sorted.
+LEDGER_ORDER = ("parameters", "gradients", "optimizer_state", "saved_activations", "autocast_weight_copies")
+MISSING = "—"
+
+
+class ReportError(RuntimeError):
+    """Nothing to report on, or an unknown target; the message says what to run instead."""
+
+
+# --------------------------------------------------------------------------- document model
+
+
+@dataclass(frozen=True)
+class Styled:
+    """A table cell drawn with a colour class (verdicts): a CSS class in HTML, bold in Markdown."""
+
+    text: str
+    style: str
+
+
+CellValue = str | Styled
+
+
+@dataclass(frozen=True)
+class Text:
+    """A paragraph; text between backticks is code."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: tuple[str, ...]
+    rows: tuple[tuple[CellValue, ...], ...]
+
+
+@dataclass(frozen=True)
+class Image:
+    """A figure as PNG bytes: written next to the report and inlined into the HTML."""
+
+    file: str
+    png: bytes
+    caption: str
+
+
+Block = Text | Table | Image
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    blocks: tuple[Block, ...]
+
+    @property
+    def anchor(self) -> str:
+        return slug(self.title)
+
+
+def slug(text: str) -> str:
+    """A name safe for files and HTML anchors: `vit (digits)` -> `vit-digits`."""
+    return re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-").lower() or "x"
+
+
+# --------------------------------------------------------------------------- rendering: HTML
+
+_CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d1d1f; margin: 0;
+       background: #fafafa; }
+main { max-width: 1240px; margin: 0 auto; padding: 16px 24px 48px; background: #fff; }
+h1 { font-size: 24px; margin: 8px 0 4px; } h2 { font-size: 19px; margin-top: 32px;
+     border-bottom: 2px solid #ddd; padding-bottom: 4px; }
+nav { font-size: 13px; margin-bottom: 8px; } nav a { color: #444; margin-right: 12px; }
+.scroll { overflow-x: auto; margin: 8px 0 16px; }
+table { border-collapse: collapse; font-size: 12.5px; }
+th, td { border: 1px solid #d4d4d4; padding: 4px 7px; text-align: left; vertical-align: top;
+         max-width: 420px; }
+th { background: #eef0f3; } tr:nth-child(even) td { background: #f7f7f9; }
+code { background: #f0f0f0; padding: 1px 4px; border-radius: 3px; font-size: 12.5px; }
+figure { margin: 12px 0 24px; } figure img { max-width: 100%; border: 1px solid #e4e4e4; }
+figcaption { font-size: 12.5px; color: #555; margin-top: 4px; }
+.verdict { font-weight: 600; padding: 1px 6px; border-radius: 3px; color: #fff; }
+.verdict-supported { background: #2e7d32; } .verdict-refuted { background: #c62828; }
+.verdict-inconclusive { background: #b8860b; } .verdict-not-comparable { background: #6d6d6d; }
+.verdict-unreadable { background: #6a1b9a; }
+"""
+
+
+def _inline_html(text: str) -> str:
+    """Escape, then turn `code` into <code>code</code> and newlines into line breaks."""
+    escaped = html.escape(text)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped).replace("\n", "<br>")
+
+
+def _html_cell(cell: CellValue, tag: str) -> str:
+    if isinstance(cell, Styled):
+        return f'<{tag}><span class="verdict verdict-{slug(cell.style)}">{html.escape(cell.text)}</span></{tag}>'
+    return f"<{tag}>{_inline_html(cell)}</{tag}>"
+
+
+def _html_block(block: Block) -> str:
+    if isinstance(block, Text):
+        return f"<p>{_inline_html(block.text)}</p>"
+    if isinstance(block, Table):
+        head = "".join(_html_cell(c, "th") for c in block.columns)
+        body = "\n".join("<tr>" + "".join(_html_cell(c, "td") for c in row) + "</tr>" for row in block.rows)
+        return f'<div class="scroll"><table><thead><tr>{head}</tr></thead>\n<tbody>{body}</tbody></table></div>'
+    data = base64.b64encode(block.png).decode("ascii")
+    caption = html.escape(block.caption)
+    return (f'<figure><img alt="{caption}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{_inline_html(block.caption)}</figcaption></figure>")
+
+
+def render_html(title: str, intro: str, sections: Iterable[Section]) -> str:
+    """One self-contained page: the CSS is inline and every figure is a data URI, so the file
+    can be mailed or archived alone and opening it fetches nothing."""
+    sections = list(sections)
+    nav = "".join(f'<a href="#{s.anchor}">{html.escape(s.title)}</a>' for s in sections)
+    body = "\n".join(
+        f'<section id="{s.anchor}"><h2>{html.escape(s.title)}</h2>\n' + "\n".join(map(_html_block, s.blocks))
+        + "</section>" for s in sections
+    )
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n"
+            f"<body><main><h1>{html.escape(title)}</h1><p>{_inline_html(intro)}</p><nav>{nav}</nav>\n"
+            f"{body}\n</main></body></html>\n")
+
+
+# --------------------------------------------------------------------------- rendering: Markdown
+
+
+def _md_cell(cell: CellValue) -> str:
+    text = f"**{cell.text}**" if isinstance(cell, Styled) else cell
+    return text.replace("|", "\\|").replace("\n", "<br>")
+
+
+def _md_block(block: Block) -> str:
+    if isinstance(block, Text):
+        return block.text
+    if isinstance(block, Table):
+        lines = ["| " + " | ".join(map(_md_cell, block.columns)) + " |",
+                 "|" + "---|" * len(block.columns)]
+        lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in block.rows]
+        return "\n".join(lines)
+    return f"![{block.caption}]({block.file})\n\n*{block.caption}*"
+
+
+def render_markdown(title: str, intro: str, sections: Iterable[Section]) -> str:
+    """The same content as the HTML; figures are links to the PNG files beside it."""
+    parts = [f"# {title}", intro]
+    for section in sections:
+        parts.append(f"## {section.title}")
+        parts.extend(_md_block(b) for b in section.blocks)
+    return "\n\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _missing(value: Any) -> bool:
+    if value is None or value is pd.NA:
+        return True
+    return isinstance(value, (float, np.floating)) and math.isnan(value)
+
+
+def _num(value: Any, spec: str) -> str:
+    """A number in `spec`, or "—" where it is unknown (never 0)."""
+    return MISSING if _missing(value) else format(value, spec)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars from parquet -> Python scalars, so records look as they did in JSON."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def index_records(index: pd.DataFrame) -> list[dict[str, Any]]:
+    """Index rows back to nested records (nulls dropped): the shape `summarise` reads.
+
+    The index is the flattened record (`final.test.accuracy` <- record["final"]["test"]
+    ["accuracy"]), so this is its inverse; reusing `summarise` keeps the report's means
+    identical to the terminal table's.
+    """
+    records = []
+    for row in index.to_dict(orient="records"):
+        record: dict[str, Any] = {}
+        for key, value in row.items():
+            if _missing(value):
+                continue
+            *parents, leaf = key.split(".")
+            node = record
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = _plain(value)
+        records.append(record)
+    return records
+
+
+def _no_results(results_dir: Path) -> ReportError:
+    return ReportError(f"no results in {results_dir}: run `bench run suite=NAME results_dir={results_dir}` "
+                       "first (`bench list suites` names the suites).")
+
+
+def read_index(results_dir: Path) -> pd.DataFrame:
+    """The results index, refusing clearly when there is nothing to report on.
+
+    Checked before touching the Store, which would otherwise create an empty index in a
+    directory that was a typo.
+    """
+    has_records = results_dir.is_dir() and (
+        (results_dir / INDEX_NAME).exists() or any(results_dir.glob(f"*/*/{RECORD_NAME}")))
+    if not has_records:
+        raise _no_results(results_dir)
+    index = Store(results_dir).read_index()
+    if index.empty:
+        raise _no_results(results_dir)
+    return index
+
+
+@dataclass(frozen=True)
+class SuiteData:
+    """One suite's rows of the two results tables, and the terminal table's summary of them."""
+
+    name: str
+    results_dir: Path
+    index: pd.DataFrame
+    curves: pd.DataFrame
+    rows: list[Row]
+
+    @property
+    def tasks(self) -> list[str]:
+        return sorted(self.index["task_label"].dropna().unique())
+
+    def metric(self, task: str) -> str | None:
+        """The task's headline metric, known once one of its cells has completed."""
+        return next((r.metric for r in self.rows if r.task == task and r.metric), None)
+
+    def higher_is_better(self, task: str) -> bool:
+        """Which way the task's metric goes. Records do not store it, so the registered task
+        class is asked; a task no longer registered is assumed higher-is-better."""
+        names = self.index.loc[self.index["task_label"] == task, "task"].dropna().unique()
+        try:
+            return bool(get_task(str(names[0])).higher_is_better)
+        except (IndexError, RegistryError, AttributeError):
+            return True
+
+    def column(self, name: str, rows: pd.DataFrame | None = None) -> pd.Series:
+        """An index column, or nulls where no record has that field (final.* when all failed)."""
+        rows = self.index if rows is None else rows
+        return rows[name] if name in rows else pd.Series(np.nan, index=rows.index, dtype=float)
+
+    def completed(self, task: str | None = None) -> pd.DataFrame:
+        done = self.index[self.index["status"] == "completed"]
+        return done if task is None else done[done["task_label"] == task]
+
+
+def load_suite(results_dir: Path, suite: str) -> SuiteData:
+    """A suite's records from the results table; an unknown suite gets a did-you-mean."""
+    index = read_index(results_dir)
+    suites = sorted(index["suite"].dropna().unique())
+    if suite not in suites:
+        raise ReportError(f"no records of suite {suite!r} in {results_dir}.{did_you_mean(suite, suites)} "
+                          f"Suites with records: {', '.join(suites)}; or `bench report {CLAIMS_TARGET}`.")
+    rows = _own_columns(index[index["suite"] == suite], INDEX_ID_COLUMNS)
+    rows["method"] = method_variants(rows)
+    curves = Store(results_dir).read_curves()
+    curves = _own_columns(curves[curves["suite"] == suite], ID_COLUMNS)
+    curves["method"] = curves["run_id"].map(dict(zip(rows["run_id"], rows["method"])))
+    return SuiteData(suite, results_dir, rows, curves, summarise(index_records(rows)))
+
+
+# Config fields that name a cell rather than set it up: never part of a variant label.
+_CELL_NAMES = frozenset({"config.suite", "config.task_label", "config.task", "config.method", "config.seed"})
+
+
+def _config_key(column: str) -> str:
+    """`config.method_config.lr` -> `lr`, `config.budget.steps` -> `budget.steps`."""
+    return column.removeprefix("config.").removeprefix("method_config.").removeprefix("task_config.")
+
+
+def method_variants(index: pd.DataFrame) -> pd.Series:
+    """Each record's method name, plus the config values that tell its runs apart.
+
+    One suite can hold a method under several configs (a claim's baseline and learning-rate
+    sweep land in the suite they borrow); grouping by name alone would average them into one
+    row. Where the runs of a (task, method) differ in config, each variant is labelled with
+    the differing values, e.g. `backprop (lr=0.003, optimizer=adamw)`.
+    """
+    labels = index["method"].astype(object).copy()
+    config = [c for c in index.columns if c.startswith("config.") and c not in _CELL_NAMES]
+    for (_, method), group in index.groupby(["task_label", "method"]):
+        varying = [c for c in config if group[c].astype(str).nunique() > 1]
+        for position, row in group[varying].iterrows() if varying else ():
+            values = ", ".join(f"{_config_key(c)}={_g(_plain(v))}" for c, v in row.items() if not _missing(v))
+            labels[position] = f"{method} ({values})"
+    return labels
+
+
+def _own_columns(rows: pd.DataFrame, keep: tuple[str, ...]) -> pd.DataFrame:
+    """Drop the columns only other suites' records fill (a ledger category, a package), so
+    they do not show up in this suite's report as zeros or unknowns."""
+    filled = [c for c in rows.columns if c in keep or rows[c].notna().any()]
+    return rows[filled].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- derived tables
+
+
+def ledger_mib(data: SuiteData) -> pd.DataFrame:
+    """Mean MiB per ledger category over completed seeds, indexed by (task, method).
+
+    The categories are whatever the records hold, so one a method declares appears on its
+    own; a category absent from a method's records is 0 bytes for it (it keeps none).
+    """
+    done = data.completed()
+    names = {c.removeprefix(LEDGER_PREFIX) for c in data.index.columns if c.startswith(LEDGER_PREFIX)}
+    ordered = [c for c in LEDGER_ORDER if c in names] + sorted(names - set(LEDGER_ORDER))
+    categories = [LEDGER_PREFIX + c for c in ordered]
+    if done.empty or not categories:
+        return pd.DataFrame()
+    table = done[["task_label", "method", *categories]].groupby(["task_label", "method"]).mean() / MIB
+    return table.rename(columns=lambda c: c.removeprefix(LEDGER_PREFIX)).fillna(0.0)
+
+
+def cost_points(data: SuiteData, task: str) -> pd.DataFrame:
+    """One row per completed seed of `task`: its test metric and its two costs."""
+    done = data.completed(task)
+    metric = data.metric(task)
+    return pd.DataFrame({
+        "method": done["method"],
+        "seed": done["seed"],
+        "test": data.column(f"final.test.{metric}", done),
+        "ledger_mib": data.column("memory.ledger.total_bytes", done) / MIB,
+        "train_seconds": data.column("timing.train_seconds", done),
+    })
+
+
+def per_seed_values(data: SuiteData) -> dict[tuple[str, str], str]:
+    """Every seed of each (task, method): its test value, or its status when it has none."""
+    out = {}
+    for (task, method), group in data.index.groupby(["task_label", "method"]):
+        values = data.column(f"final.test.{data.metric(task)}", group)
+        parts = [f"s{_plain(seed)}: {status if _missing(value) else format(value, '.4f')}"
+                 for seed, status, value in sorted(zip(group["seed"], group["status"], values),
+                                                   key=lambda t: t[0])]
+        out[(task, method)] = ", ".join(parts)
+    return out
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@dataclass(frozen=True)
+class SuiteFigures:
+    """Every figure of a suite report, by kind and task, before it becomes a PNG."""
+
+    curves: dict[str, Figure]
+    cost: dict[str, Figure]
+    ledger: Figure | None
+
+    def all(self) -> list[Figure]:
+        return [*self.curves.values(), *self.cost.values(), *([self.ledger] if self.ledger else [])]
+
+
+def _figures_module() -> ModuleType:
+    """harness.figures, or a ReportError saying how to install matplotlib (a `dev` extra)."""
+    try:
+        from harness import figures
+    except ImportError as exc:
+        raise ReportError(f"bench report draws its figures with matplotlib, which is not importable ({exc}). "
+                          "Install it: pip install matplotlib (or pip install -e '.[dev]').") from exc
+    return figures
+
+
+def suite_figures(data: SuiteData) -> SuiteFigures:
+    """Learning curves and accuracy-vs-cost per task, and the ledger breakdown."""
+    figures = _figures_module()
+    colours = figures.method_colours(list(data.index["method"].dropna()))
+    curves, cost = {}, {}
+    for task in data.tasks:
+        metric = data.metric(task)
+        points = data.curves[data.curves["task_label"] == task]
+        if "val_metric" in points and points["val_metric"].notna().any():
+            curves[task] = figures.learning_curves(points, task, metric, colours)
+        if metric is not None:
+            cost[task] = figures.accuracy_vs_cost(cost_points(data, task), task, metric,
+                                                  data.higher_is_better(task), colours)
+    ledger = ledger_mib(data)
+    shown = ledger.loc[:, (ledger != 0).any()] if not ledger.empty else ledger
+    return SuiteFigures(curves, cost, figures.ledger_breakdown(shown) if not shown.empty else None)
+
+
+def _image(file: str, figure: Figure, caption: str) -> Image:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return Image(f"{FIGURE_PREFIX}{file}.png", buffer.getvalue(), caption)
+
+
+# --------------------------------------------------------------------------- suite sections
+
+
+def cells_section(data: SuiteData) -> Section:
+    """How many cells ended in each status, and every cell that did not complete, with its error."""
+    counts = data.index["status"].fillna("no status").value_counts()
+    statuses = [*STATUSES, *sorted(set(counts.index) - set(STATUSES))]
+    blocks: list[Block] = [
+        Text(f"Suite `{data.name}`: {_count(len(data.index), 'cell')} recorded under "
+             f"`{data.results_dir / data.name}`."),
+        Table(("status", "cells"), tuple((s, str(int(counts.get(s, 0)))) for s in statuses)),
+    ]
+    failed = data.index[data.index["status"] != "completed"].sort_values(["task_label", "method", "seed"])
+    if failed.empty:
+        blocks.append(Text("Every cell completed."))
+        return Section("Cells", tuple(blocks))
+    blocks.append(Text("Cells that did not complete (the record holds the traceback where there is one):"))
+    blocks.append(Table(("task", "method", "seed", "status", "error", "record"), tuple(
+        (str(r.task_label), str(r.method), str(_plain(r.seed)), str(r.status),
+         MISSING if _missing(r.error) else str(r.error), f"`{data.results_dir / data.name / r.run_id / RECORD_NAME}`")
+        for r in failed.itertuples())))
+    return Section("Cells", tuple(blocks))
+
+
+def _mean_std(row: Row) -> str:
+    if row.test_mean is None:
+        return MISSING
+    return f"{row.test_mean:.4f}" + ("" if row.test_std is None else f" ± {row.test_std:.4f}")
+
+
+def _measured(row: Row) -> str:
+    return MISSING if row.measured_mib is None else f"{row.measured_mib:.0f} ({row.measured_kind})"
+
+
+def _energy(row: Row) -> str:
+    if row.energy_j is not None:
+        return f"{row.energy_j:.1f}"
+    return row.energy_note or MISSING
+
+
+RESULT_COLUMNS = ("task", "method", "seeds completed", "metric", "test mean ± std", "every seed (test)", "steps",
+                  "examples", "train s", "ms/step (median)", "GFLOP/step", "ledger MiB", "measured peak MiB",
+                  "energy J")
+
+
+def results_section(data: SuiteData) -> Section:
+    """Per task x method: the test metric (mean, std and every seed) and every cost the record has."""
+    seeds = per_seed_values(data)
+    rows = tuple(
+        (r.task, r.method, f"{r.completed}/{r.seeds}", r.metric or MISSING, _mean_std(r), seeds[(r.task, r.method)],
+         _num(r.steps, ".0f"), _num(r.examples, ".0f"), _num(r.train_seconds, ".1f"), _num(r.step_ms, ".2f"),
+         _num(None if r.flops_per_step is None else r.flops_per_step / 1e9, ".3f"), _num(r.ledger_mib, ".2f"),
+         _measured(r), _energy(r))
+        for r in data.rows)
+    note = Text("Test metric of the validation-selected state: mean ± sample standard deviation over completed "
+                "seeds, then every seed (`s<seed>: value`, or its status when it has no value). Costs are means "
+                "over completed seeds: train s = wall seconds in training steps (evaluation excluded); ledger = "
+                "exact bytes by category at the peak step; measured peak = CUDA max allocated where the cell ran "
+                "on a GPU, else the process's peak RSS (interpreter and data included). "
+                f"{MISSING} = unknown.")
+    return Section("Results", (Table(RESULT_COLUMNS, rows), note))
+
+
+# Figures drawn once per task: (section title, SuiteFigures field, caption, why a task has none).
+_PER_TASK_FIGURES = (
+    ("Learning curves", "curves",
+     "validation metric against steps, examples, forward-equivalents and wall seconds; one thin line per seed "
+     "and, where there are several, a thick line for their mean.",
+     "no cell reached an evaluation, so there is no curve to draw."),
+    ("Accuracy against cost", "cost",
+     "test metric against the memory-ledger peak and against training time, one point per seed; the dashed "
+     "line joins the Pareto front (runs no other run beats on both).",
+     "no completed cell, so nothing to place against cost."),
+)
+
+
+def per_task_figure_sections(data: SuiteData, figures: SuiteFigures) -> list[Section]:
+    """One figure per task and kind, or a sentence saying why a task has none (never just left out)."""
+    sections = []
+    for title, kind, caption, absent in _PER_TASK_FIGURES:
+        by_task: dict[str, Figure] = getattr(figures, kind)
+        sections.append(Section(title, tuple(
+            _image(f"{kind}-{slug(task)}", by_task[task], f"{task}: {caption}") if task in by_task
+            else Text(f"{task}: {absent}") for task in data.tasks)))
+    return sections
+
+
+def ledger_section(data: SuiteData, figures: SuiteFigures) -> Section:
+    """The ledger breakdown as a figure and as the table of numbers behind it."""
+    ledger = ledger_mib(data)
+    if ledger.empty:
+        return Section("Memory ledger", (Text("No completed cell, so no memory ledger to break down."),))
+    zero = [c for c in ledger.columns if not (ledger[c] != 0).any()]
+    table = Table(("task", "method", *ledger.columns, "total"), tuple(
+        (task, method, *(f"{v:.3f}" for v in values), f"{sum(values):.3f}")
+        for (task, method), values in zip(ledger.index, ledger.to_numpy())))
+    note = ("MiB by category at the ledger's peak, mean over completed seeds; a category missing from a "
+            "method's records is 0 for it." + (f" At zero for every method, so not in the figure: {', '.join(zero)}."
+                                               if zero else ""))
+    blocks: list[Block] = [table, Text(note)]
+    if figures.ledger is not None:
+        blocks.insert(0, _image("ledger", figures.ledger, "Memory ledger by category, stacked per method "
+                                "(numbers in the table below)."))
+    return Section("Memory ledger", tuple(blocks))
+
+
+# Shown first, in this order, with these names; every other env.* field follows.
+_ENV_FIELDS = {"env.python": "python", "env.packages.torch": "torch", "env.platform": "platform",
+               "env.cpu_model": "CPU model", "env.cpu_count": "CPU cores", "threads": "torch threads per cell",
+               "env.torch_threads": "torch threads (process default)", "env.gpu": "GPU",
+               "env.cuda_version": "CUDA", "env.git_commit": "git commit"}
+
+
+def _distinct(values: pd.Series) -> str:
+    """Each distinct value with the number of cells that had it; "—" for unknown."""
+    counts = values.map(lambda v: MISSING if _missing(v) else str(_plain(v))).value_counts()
+    return "; ".join(f"{value} ({_count(n, 'cell')})" for value, n in counts.items())
+
+
+def environment_section(data: SuiteData) -> Section:
+    """Distinct environments across the suite's records: two runs compare only if these match."""
+    others = sorted(c for c in data.index.columns if c.startswith("env.") and c not in _ENV_FIELDS)
+    names = {**_ENV_FIELDS, **{c: c.removeprefix("env.").replace("packages.", "package ") for c in others}}
+    rows = tuple((label, _distinct(data.column(column))) for column, label in names.items())
+    return Section("Environment", (Table(("field", "distinct values across cells"), rows),))
+
+
+def suite_sections(data: SuiteData, figures: SuiteFigures) -> list[Section]:
+    return [cells_section(data), results_section(data), *per_task_figure_sections(data, figures),
+            ledger_section(data, figures), environment_section(data)]
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def load_verdicts(results_dir: Path) -> list[dict[str, Any]]:
+    """Every verdict in results/claims/*.json, by claim id; an unreadable file becomes a row
+    that says so (verdict "unreadable") rather than disappearing from the report."""
+    verdicts = []
+    for path in sorted((results_dir / "claims").glob("*.json")):
+        try:
+            verdict = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(verdict, dict):
+                raise ValueError(f"it holds a JSON {type(verdict).__name__}, not an object")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            verdict = {"verdict": "unreadable", "reason": f"{path} could not be read: {exc}"}
+        verdict.setdefault("claim", path.stem)
+        verdicts.append(verdict)
+    return sorted(verdicts, key=lambda v: str(v["claim"]))
+
+
+def _g(value: Any) -> str:
+    """A claim number: 4 significant digits, "—" when null."""
+    if _missing(value):
+        return MISSING
+    return format(value, ".4g") if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def _estimate(v: Mapping[str, Any]) -> str:
+    """`speedup = 1.3; expected >= 4`, or "—" when the file states neither quantity nor relation."""
+    if not v.get("quantity") and not v.get("relation") and _missing(v.get("estimate")):
+        return MISSING
+    expected = f"; expected {v['relation']}" if v.get("relation") else ""
+    return f"{v.get('quantity') or 'estimate'} = {_g(v.get('estimate'))}{expected}"
+
+
+def _interval(v: Mapping[str, Any]) -> str:
+    interval = v.get("interval")
+    if not isinstance(interval, (list, tuple)) or len(interval) != 2:
+        return MISSING
+    how = [f"{v['confidence']:.0%}"] if isinstance(v.get("confidence"), (int, float)) else []
+    how += [str(v["interval_method"])] if v.get("interval_method") else []
+    return f"[{_g(interval[0])}, {_g(interval[1])}]" + (f" ({', '.join(how)})" if how else "")
+
+
+def _per_seed(v: Mapping[str, Any]) -> str:
+    """Every seed's numbers as the verdict file gives them, whatever keys it uses."""
+    entries = v.get("per_seed") or []
+    return "\n".join(
+        f"seed {_g(e.get('seed'))}: " + ", ".join(f"{k} {_g(x)}" for k, x in e.items() if k != "seed")
+        if isinstance(e, Mapping) else str(e) for e in entries) or MISSING
+
+
+CLAIM_COLUMNS = ("claim", "statement", "verdict", "estimate", "interval", "reason / what it needs", "per seed",
+                 "verified")
+
+
+def _side(side: Any) -> str:
+    """A compared method as the verdict names it: `backprop (lr=0.003, optimizer=adamw)`."""
+    if not isinstance(side, Mapping):
+        return str(side)
+    config = side.get("config") or {}
+    settings = ", ".join(f"{k}={_g(v)}" for k, v in sorted(config.items()))
+    return f"{side.get('name', '?')}" + (f" ({settings})" if settings else "")
+
+
+def _statement(v: Mapping[str, Any]) -> str:
+    """The claim in words, where it comes from, and what was compared with what, where."""
+    parts = [str(v.get("statement") or MISSING)]
+    if v.get("source"):
+        parts.append(f"source: {v['source']}")
+    if v.get("method"):
+        baseline = v.get("baseline_used")
+        versus = f" vs {_side(baseline)}" if baseline else ""
+        where = "/".join(str(v[k]) for k in ("suite", "task") if v.get(k))
+        parts.append(f"compared: {_side(v['method'])}{versus}" + (f" on {where}" if where else ""))
+    return "\n".join(parts)
+
+
+def _reason(v: Mapping[str, Any]) -> str:
+    reason = str(v.get("reason") or MISSING)
+    needed = v.get("seeds_to_decide")
+    return reason + (f"\nabout {needed} seeds would decide it" if needed else "")
+
+
+def _claim_row(v: Mapping[str, Any]) -> tuple[CellValue, ...]:
+    verdict = str(v.get("verdict"))
+    return (str(v["claim"]), _statement(v), Styled(verdict, verdict), _estimate(v), _interval(v), _reason(v),
+            _per_seed(v), str(v.get("verified_at") or MISSING))
+
+
+def claims_section(results_dir: Path, suite: str | None = None) -> Section:
+    """Every verdict on file (or, in a suite's report, those on that suite), coloured, with
+    the interval and every seed behind it."""
+    verdicts = load_verdicts(results_dir)
+    if not verdicts:
+        return Section("Claims", (Text("No claim verified yet: run `bench claims verify all`."),))
+    shown = [v for v in verdicts if suite is None or v.get("suite") in (None, suite)]
+    others = len(verdicts) - len(shown)
+    elsewhere = f" {others} more on other suites: `bench report {CLAIMS_TARGET}`." if others else ""
+    if not shown:
+        return Section("Claims", (Text(f"No claim verdict on suite `{suite}`.{elsewhere}"),))
+    counts = pd.Series([str(v.get("verdict")) for v in shown]).value_counts()
+    summary = ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
+    return Section("Claims", (
+        Text(f"{_count(len(shown), 'claim verdict')} from `{results_dir / 'claims'}`: {summary}.{elsewhere}"),
+        Table(CLAIM_COLUMNS, tuple(_claim_row(v) for v in shown))))
+
+
+# --------------------------------------------------------------------------- building
+
+
+def write_report(out_dir: Path, title: str, intro: str, sections: list[Section]) -> Path:
+    """Write the figures, report.md and index.html into `out_dir`; return index.html's path.
+
+    Figures of an earlier report (fig-*.png) are removed first, so a task that is gone
+    from the results does not leave a stale figure behind.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(f"{FIGURE_PREFIX}*.png"):
+        stale.unlink()
+    for section in sections:
+        for block in section.blocks:
+            if isinstance(block, Image):
+                (out_dir / block.file).write_bytes(block.png)
+    (out_dir / "report.md").write_text(render_markdown(title, intro, sections), encoding="utf-8")
+    index = out_dir / "index.html"
+    index.write_text(render_html(title, intro, sections), encoding="utf-8")
+    return index
+
+
+def build_report(results_dir: Path, target: str, reports_dir: Path = Path("reports")) -> Path:
+    """Build reports/<target>/ from the results table; return the path of its index.html.
+
+    target: a suite name (its records, then every claim verdict) or "claims" (the verdicts
+    alone). Raises ReportError when there is nothing to report or the suite is unknown.
+    """
+    results_dir = Path(results_dir)
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if target == CLAIMS_TARGET:
+        sections = [claims_section(results_dir)]
+    else:
+        data = load_suite(results_dir, target)
+        sections = [*suite_sections(data, suite_figures(data)), claims_section(results_dir, target)]
+    intro = (f"Generated {generated} from the results table in `{results_dir}`, never from a run's memory; "
+             f"rebuild with `bench report {target}`.")
+    return write_report(Path(reports_dir) / target, f"paradigm-bench report: {target}", intro, sections)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """`bench report TARGET`: print the report's path; 2 with a message when there is none."""
+    try:
+        path = build_report(Path(args.results_dir), args.target, Path(args.reports_dir))
+    except (ReportError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: could not write the report under {args.reports_dir}: {exc.strerror or exc}. "
+              "Choose another directory or fix its permissions.", file=sys.stderr)
+        return 2
+    print(path)
+    return 0

@@ -1,0 +1,284 @@
+"""Reports: built from the results table alone, self-contained, every seed and every failure shown.
+
+The records come from a tiny real suite (two tasks, two methods, two seeds, trained for a
+few dozen steps through `run_cell`), plus hand-written records for the cases training does
+not produce on demand: a failed cell, an unsupported cell, a suite of one seed and a suite
+where nothing completed. Claim verdicts are fixtures in the schema harness/claims.py writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from harness import registry
+from harness.config import resolve
+from harness.plan import plan
+from harness.report import build_report, cmd_report, load_suite, suite_figures
+from harness.runner import new_record, run_cell
+from harness.store import Store
+from methods.backprop import Backprop
+
+pytest.importorskip("matplotlib")
+from harness.figures import pareto_front  # noqa: E402  (needs matplotlib)
+
+SUITE = "report-tiny"
+SUITE_YAML = """
+description: two tasks and two methods, a few dozen steps, for the report tests
+tasks:
+  mlp: {task: digits, model: mlp, mlp: {hidden: [32]}}
+  vit: {task: digits, model: vit, vit: {patch_size: 4, dim: 16, depth: 1, heads: 2, mlp_ratio: 2.0}}
+method: [backprop, backprop_replay]
+method_options:
+  backprop: {lr: 0.01}
+  backprop_replay: {optimizer: sgd, lr: 0.1}
+seeds: 3
+budget: {steps: 40}
+batch_size: 64
+eval_every: 20
+device: cpu
+threads: 1
+"""
+FAILED_ERROR = "RuntimeError: out of memory while allocating the replay buffer (test fixture)"
+UNSUPPORTED_ERROR = "method backprop_replay supports ['lm'], not 'classify' tasks like digits (test fixture)"
+
+# In the schema harness/claims.py writes (the fields the report reads, and some it does not).
+VERDICTS = [
+    {"claim": "local-learning-vit-speed", "statement": "Local learning trains a ViT 4x faster than backprop.",
+     "source": "arXiv:2401.00001, table 2", "verdict": "refuted", "quantity": "speedup", "relation": ">= 4",
+     "estimate": 1.3, "interval": [1.1, 1.5], "interval_method": "log-t", "confidence": 0.95,
+     "method": {"name": "local_learning", "config": {"lr": 0.001}}, "suite": SUITE, "task": "vit",
+     "baseline_used": {"name": "backprop", "config": {"lr": 0.003}, "variants_tried": [{"lr": 0.003}]},
+     "reason": "the 95% interval lies below 4", "verified_at": "2026-11-23T05:00:00+00:00", "seeds_to_decide": None,
+     "per_seed": [{"seed": 0, "method": 0.9, "baseline": 0.91, "value": -0.01},
+                  {"seed": 1, "method": 0.8765, "baseline": 0.9012, "value": -0.0247}]},
+    {"claim": "ff-memory", "statement": "Forward-forward needs half the memory of backprop.",
+     "source": "Hinton 2022", "verdict": "inconclusive", "quantity": "memory ratio", "relation": "<= 0.5",
+     "estimate": None, "interval": None, "confidence": 0.95, "seeds_to_decide": 7,
+     "reason": "needs 3 seeds of forward_forward on vision-vit; 0 recorded", "per_seed": [],
+     "verified_at": "2026-11-23T05:00:00+00:00"},
+    {"claim": "lm-epochs", "statement": "An LM claim on another suite.", "verdict": "not comparable",
+     "suite": "lm-tiny", "reason": "no LM task registered", "per_seed": []},
+]
+
+
+class BackpropReplay(Backprop):
+    """Backprop with SGD plus a declared buffer: a second method with its own ledger category."""
+
+    name = "backprop_replay"
+
+    def setup(self, ctx) -> None:
+        super().setup(ctx)
+        self.replay = torch.zeros(64 * 1024)  # 256 KiB
+
+    def memory_buffers(self) -> dict[str, list[torch.Tensor]]:
+        return {**super().memory_buffers(), "replay_buffer": [self.replay]}
+
+
+def _hand_written(cell, status: str, error: str) -> dict[str, Any]:
+    """A record as the runner writes it for a cell that never trained."""
+    return {**new_record(cell), "status": status, "error": error, "finished_at": "2026-11-23T05:00:00+00:00"}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    """A results directory: seeds 0-1 of every cell trained; seed 2 hand-written for two cells."""
+    root = tmp_path_factory.mktemp("report")
+    suite_file = root / f"{SUITE}.yaml"
+    suite_file.write_text(SUITE_YAML)
+    store = Store(root / "results")
+    registry.discover()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(registry._METHODS, "backprop_replay", BackpropReplay)
+        for cell in plan(resolve([f"suite={suite_file}"])):
+            if cell.seed < 2:
+                record = run_cell(cell)
+                assert record["status"] == "completed", record.get("error")
+            elif (cell.task.label, cell.method.name) == ("mlp", "backprop"):
+                record = _hand_written(cell, "failed", FAILED_ERROR)
+            elif (cell.task.label, cell.method.name) == ("vit", "backprop_replay"):
+                record = _hand_written(cell, "unsupported", UNSUPPORTED_ERROR)
+            else:
+                continue
+            store.write(cell.suite, cell.run_id, record)
+    _add_small_suites(store)
+    claims = store.root / "claims"
+    claims.mkdir()
+    for verdict in VERDICTS:
+        (claims / f"{verdict['claim']}.json").write_text(json.dumps(verdict))
+    (claims / "half-written.json").write_text('{"claim": "half-wri')
+    return store.root
+
+
+def _add_small_suites(store: Store) -> None:
+    """`one-seed`: a single completed record; `all-failed`: one failed record, no metrics at all;
+    `two-configs`: backprop on mlp under two learning rates (as a claim's baseline sweep leaves it)."""
+    records = store.records(SUITE)
+    done = next(r for r in records if r["status"] == "completed")
+    failed = next(r for r in records if r["status"] == "failed")
+    backprop = [r for r in records
+                if r["status"] == "completed" and (r["task_label"], r["method"]) == ("mlp", "backprop")]
+    other_lr = copy.deepcopy(backprop[1])
+    other_lr["config"]["method_config"]["lr"] = 0.5
+    other_lr["run_id"] = "f" * 16
+    for suite, record in (("one-seed", done), ("all-failed", failed), ("two-configs", backprop[0]),
+                          ("two-configs", other_lr)):
+        record = copy.deepcopy(record)
+        record["suite"] = suite
+        store.write(suite, record["run_id"], record)
+
+
+@pytest.fixture(scope="module")
+def report(results: Path, tmp_path_factory) -> Path:
+    return build_report(results, SUITE, tmp_path_factory.mktemp("reports"))
+
+
+def _completed(results: Path, suite: str = SUITE) -> list[dict[str, Any]]:
+    return [r for r in Store(results).records(suite) if r["status"] == "completed"]
+
+
+# --------------------------------------------------------------------------- content
+
+
+def test_report_is_self_contained_and_inlines_every_figure(report: Path) -> None:
+    page = report.read_text()
+    pngs = sorted(report.parent.glob("fig-*.png"))
+    assert (report.parent / "report.md").exists()
+    assert len(pngs) == 5  # curves and cost for each of two tasks, one ledger figure
+    external = re.findall(r"""(?:src|href)\s*=\s*["']?(?!data:|#)([^"'\s>]+)""", page, flags=re.I)
+    assert external == [], f"the page refers to files or sites outside itself: {external}"
+    assert "http://" not in page and "https://" not in page
+    for png in pngs:
+        assert base64.b64encode(png.read_bytes()).decode() in page, f"{png.name} is not inlined"
+        assert f"]({png.name})" in (report.parent / "report.md").read_text()
+
+
+def test_every_seed_value_and_every_failure_is_shown(report: Path, results: Path) -> None:
+    page, markdown = report.read_text(), (report.parent / "report.md").read_text()
+    done = _completed(results)
+    assert len(done) == 8
+    for text in (page, markdown):
+        for record in done:
+            value = record["final"]["test"][record["final"]["metric"]]
+            assert f"s{record['seed']}: {value:.4f}" in text
+        assert FAILED_ERROR in text and "s2: failed" in text
+        assert UNSUPPORTED_ERROR.replace("'", "&#x27;") in text or UNSUPPORTED_ERROR in text
+        assert "replay_buffer" in text  # the method-declared ledger category
+        assert "process peak RSS" in text and "null: " in text  # measured kind and energy reason
+        for label in ("completed", "diverged", "failed", "unsupported"):
+            assert label in text
+
+
+def test_claims_are_listed_with_verdict_interval_and_every_seed(report: Path) -> None:
+    page = report.read_text()
+    assert 'class="verdict verdict-refuted">refuted' in page
+    assert 'class="verdict verdict-inconclusive">inconclusive' in page
+    assert "[1.1, 1.5] (95%, log-t)" in page and "0.8765" in page and "needs 3 seeds of forward_forward" in page
+    assert "local_learning (lr=0.001) vs backprop (lr=0.003)" in page and "about 7 seeds would decide it" in page
+    assert "half-written" in page and "unreadable" in page  # a broken verdict file is shown, not dropped
+    assert "lm-epochs" not in page and "1 more on other suites" in page  # another suite's claim: pointed to
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_every_figure_axis_is_labelled_and_every_seed_drawn(results: Path) -> None:
+    figures = suite_figures(load_suite(results, SUITE))
+    assert set(figures.curves) == set(figures.cost) == {"mlp", "vit"}
+    for figure in figures.all():
+        for ax in figure.axes:
+            assert ax.get_xlabel().strip() and ax.get_ylabel().strip(), f"unlabelled axis in {figure}"
+    for ax in figures.curves["mlp"].axes:  # 2 methods x 2 seeds thin lines + 2 means
+        assert len(ax.lines) == 6
+    for ax in figures.cost["mlp"].axes:
+        assert sum(len(c.get_offsets()) for c in ax.collections) == 4  # one point per completed seed
+        assert any("Pareto" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_pareto_front_keeps_exactly_the_non_dominated_points() -> None:
+    costs = [1.0, 2.0, 2.0, 3.0, 0.5]
+    values = [0.80, 0.90, 0.85, 0.90, 0.70]
+    assert pareto_front(costs, values) == [4, 0, 1]  # 2 is beaten by 1, 3 costs more for the same value
+    assert pareto_front(costs, values, higher_is_better=False) == [4]  # cheapest and lowest: beats all
+
+
+# --------------------------------------------------------------------------- edge cases and the command
+
+
+def test_single_seed_and_nothing_completed_suites_still_report(results: Path, tmp_path: Path) -> None:
+    one = build_report(results, "one-seed", tmp_path).read_text()
+    (record,) = _completed(results, "one-seed")
+    value = f"{record['final']['test']['accuracy']:.4f}"
+    assert f"<td>{value}</td>" in one and f"<td>s{record['seed']}: {value}</td>" in one  # a mean with no ± std
+    failed = build_report(results, "all-failed", tmp_path).read_text()
+    assert FAILED_ERROR in failed and "no completed cell" in failed.lower()
+
+
+def test_one_method_under_two_configs_gets_a_row_each(results: Path) -> None:
+    data = load_suite(results, "two-configs")
+    assert [(r.method, r.completed) for r in data.rows] == [("backprop (lr=0.01)", 1), ("backprop (lr=0.5)", 1)]
+    assert set(data.curves["method"]) == {"backprop (lr=0.01)", "backprop (lr=0.5)"}  # curves coloured alike
+
+
+def test_claims_target_and_no_verdicts(results: Path, tmp_path: Path) -> None:
+    page = build_report(results, "claims", tmp_path).read_text()
+    assert "local-learning-vit-speed" in page and "lm-epochs" in page and "Results" not in page
+    empty = tmp_path / "empty-results"
+    empty.mkdir()
+    assert "bench claims verify all" in build_report(empty, "claims", tmp_path).read_text()
+
+
+def _cmd(target: str, results: Path, reports: Path) -> int:
+    return cmd_report(argparse.Namespace(target=target, results_dir=results, reports_dir=reports))
+
+
+def test_command_prints_the_path_or_says_what_to_do(results: Path, tmp_path: Path, capsys) -> None:
+    assert _cmd("claims", results, tmp_path) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "claims" / "index.html")
+    assert _cmd("report-tiyn", results, tmp_path) == 2
+    assert f'Did you mean "{SUITE}"?' in capsys.readouterr().err
+    assert _cmd(SUITE, tmp_path / "nothing-here", tmp_path) == 2
+    assert "bench run suite=" in capsys.readouterr().err
+    assert not (tmp_path / "nothing-here").exists()  # a typo'd results_dir is not created
+
+
+# --------------------------------------------------------------------------- the page as a browser draws it
+
+
+def test_headless_chromium_draws_the_tables_and_figures(report: Path, tmp_path: Path) -> None:
+    """Screenshot the page and check it is not blank and the figures' method colours are on screen.
+
+    Text and tables are grey on white; only the figures use the method colours (tab10 blue and
+    orange), so enough pixels of those colours mean the inlined PNGs were decoded and drawn.
+    """
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium binary on PATH (apt-get install -y chromium)")
+    shot = tmp_path / "page.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2400",
+                    f"--screenshot={shot}", report.as_uri()],
+                   check=True, capture_output=True, timeout=60)
+    from PIL import Image
+
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1280, 2400)
+    assert len(image.getcolors(maxcolors=1 << 24)) > 200, "too few colours for tables, text and figures"
+    pixels = np.asarray(image).astype(np.int16)
+    not_white = (pixels < 245).any(axis=2).mean()
+    assert not_white > 0.05, f"only {not_white:.1%} of the page is drawn"
+    for name, rgb in (("blue", (31, 119, 180)), ("orange", (255, 127, 14))):
+        near = (np.abs(pixels - np.array(rgb)).sum(axis=2) < 40).sum()
+        assert near > 300, f"the figures' {name} method colour covers only {near} pixels: figures not drawn"

@@ -1,0 +1,50 @@
+"""Shift evaluation: shifted test sets are what they say, and records carry clean and shifted accuracy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.config import resolve
+from harness.plan import plan
+from harness.runner import run_cell
+from suites.tasks.image_shifts import gaussian_noise, rotate, shifted_sets, translate
+
+
+def test_zero_severity_shifts_change_nothing() -> None:
+    images = torch.rand(4, 1, 8, 8)
+    assert torch.equal(translate(images, 0), images)
+    assert torch.allclose(rotate(images, 0.0), images, atol=1e-5)
+    assert torch.equal(gaussian_noise(images, 0.0, torch.Generator().manual_seed(0)), images)
+
+
+def test_translation_moves_pixels_and_fills_background() -> None:
+    images = torch.zeros(1, 1, 4, 4)
+    images[0, 0, 0, 0] = 1.0
+    moved = translate(images, 1)
+    assert moved[0, 0, 1, 1] == 1.0 and moved.sum() == 1.0
+
+
+def test_rotation_by_90_degrees_turns_the_image() -> None:
+    images = torch.zeros(1, 1, 5, 5)
+    images[0, 0, 2, 4] = 1.0  # right of centre
+    turned = rotate(images, 90.0)
+    assert turned[0, 0].argmax().item() != images[0, 0].argmax().item()
+    assert turned.sum().item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_noise_is_the_same_for_every_caller() -> None:
+    images = torch.rand(3, 1, 8, 8)
+    first = shifted_sets(images, (0.2,), (), (), seed=0)["noise@0.2"]
+    second = shifted_sets(images, (0.2,), (), (), seed=0)["noise@0.2"]
+    assert torch.equal(first, second)
+
+
+def test_vision_vit_records_clean_and_shifted_accuracy(tiny_suite) -> None:
+    assert resolve(["suite=vision-vit"]).shift.enabled
+    (cell,) = plan(resolve([f"suite={tiny_suite(steps=60, eval_every=30)}", "shift.enabled=true",
+                            "shift.translation=[1]"]))
+    shift = run_cell(cell)["final"]["shift"]
+    assert set(shift["shifted"]) == {"noise@0.1", "noise@0.3", "rotation@15", "rotation@30", "translation@1"}
+    assert shift["shifted"]["noise@0.3"] < shift["clean"]  # strong noise hurts
+    assert shift["gap"] == pytest.approx(shift["clean"] - shift["mean_shifted"])
