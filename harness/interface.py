@@ -124,6 +124,30 @@ class Task(Protocol):
         """Sizes of the splits, input shape, number of classes: for the record."""
 
 
+class Experience(Protocol):
+    """One experience of a continual task: its own training stream and its own scores."""
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        """An endless stream of this experience's training batches."""
+
+    def evaluate(self, predict: Callable[[Tensor], Tensor], split: str, device: torch.device) -> dict[str, float]:
+        """Accuracy (and loss) on this experience's "val" or "test" split."""
+
+
+class ContinualTask(Task, Protocol):
+    """A task that is a sequence of experiences; harness/continual.py trains through them in order.
+
+    scenario: "class", "task" or "domain"-incremental (van de Ven & Tolias, 2019).
+    regime: "sequential" (experience by experience) or "joint" (every phase draws from
+      `train_batches`, the union of all experiences: the upper bound).
+    `evaluate` scores all experiences together (the curve's validation metric).
+    """
+
+    experiences: Sequence[Experience]
+    scenario: str
+    regime: str
+
+
 @dataclass(frozen=True)
 class ShiftConfig:
     """`shift.*` keys: score the selected state on shifted copies of the test set too.

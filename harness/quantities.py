@@ -4,8 +4,8 @@ Each quantity says how to get one number per record, and whether the comparison 
 a difference (method - baseline, e.g. an accuracy gap) or a ratio (baseline / method,
 oriented so that "4x faster" and "10x less memory" read as 4 and 10).
 
-A quantity whose number a record does not carry (energy on a CPU, forgetting before
-the continual suite exists) yields `Missing` with the reason; the claim is then
+A quantity whose number a record does not carry (energy on a CPU, forgetting of a
+non-continual task) yields `Missing` with the reason; the claim is then
 "not comparable", never computed from a stand-in.
 """
 
@@ -88,14 +88,14 @@ def _memory(view: str) -> Callable[[dict[str, Any], float | None], float]:
     return read
 
 
-def _not_built(field: str, needs: str) -> Callable[[dict[str, Any], float | None], float]:
-    def read(record: dict[str, Any], target: float | None) -> float:
-        value = record.get(field)
-        if value is None:
-            raise Missing(f"records carry no {field!r}: {needs}")
-        return float(value)
-
-    return read
+def _forgetting(record: dict[str, Any], target: float | None) -> float:
+    continual = record.get("continual")
+    if not continual:
+        raise Missing(f"the record of task {record.get('task')} has no accuracy matrix: forgetting needs a "
+                      "continual task (suite continual)")
+    if continual.get("forgetting") is None:
+        raise Missing("the continual record has no forgetting (it did not train through every experience)")
+    return float(continual["forgetting"])
 
 
 def _shift_gap(record: dict[str, Any], target: float | None) -> float:
@@ -123,9 +123,8 @@ QUANTITIES: dict[str, Quantity] = {q.name: q for q in [
     Quantity("memory_ratio_measured", "ratio", _memory("measured"),
              "baseline CUDA max allocated bytes / method's (GPU cells only)"),
     Quantity("memory_bytes_ledger", "value", _memory("ledger"), "the method's ledger peak bytes, alone"),
-    Quantity("forgetting_gap", "difference", _not_built("forgetting", "the continual-learning suite is not built"),
-             "method forgetting minus baseline forgetting",
-             unavailable="no record carries forgetting yet: the continual-learning suite (issue 9) is not built"),
+    Quantity("forgetting_gap", "difference", _forgetting,
+             "method forgetting minus baseline forgetting (Chaudhry et al. 2018; continual suite records)"),
     Quantity("shift_gap", "difference", _shift_gap,
              "method clean-minus-shifted test accuracy gap minus the baseline's (needs shift.enabled)"),
 ]}

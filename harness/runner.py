@@ -17,6 +17,9 @@ What the runner guarantees for every method alike:
   keeps the curve up to there and no final metrics); `failed` when anything raises
   (the error and traceback are recorded, other cells go on); `unsupported` when the
   task's kind is not in the method's `supports`.
+- Continual tasks (those with `experiences`) run in harness/continual.py on the same
+  setup and loop (`start_cell`, `TrainLoop`): experiences in order, the accuracy
+  matrix, and no selection (a continual learner keeps its last state).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import random
 import statistics
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -36,7 +39,7 @@ import torch
 
 from harness import budget as budgets
 from harness.environment import environment
-from harness.interface import SetupContext, Task
+from harness.interface import Batch, BlockModel, SetupContext, Task
 from harness.meter import Meter
 from harness.plan import Cell
 from harness.registry import get_method, get_task
@@ -125,6 +128,10 @@ def run_cell(cell: Cell, on_progress: ProgressCallback | None = None) -> dict[st
                 error=f"method {cell.method.name} supports {sorted(method_cls.supports)}, "
                 f"not {task.kind!r} tasks like {cell.task.task}",
             )
+        elif hasattr(task, "experiences"):  # a continual task: a sequence of experiences
+            from harness.continual import train_continual  # it builds on this module's loop
+
+            record.update(train_continual(cell, task, method_cls, on_progress))
         else:
             record.update(_train(cell, task, method_cls, on_progress))
     except Exception as exc:  # a failing cell must not take the others down
@@ -133,7 +140,13 @@ def run_cell(cell: Cell, on_progress: ProgressCallback | None = None) -> dict[st
     return record
 
 
-def _train(cell: Cell, task: Task, method_cls: type, on_progress: ProgressCallback | None) -> dict[str, Any]:
+def start_cell(cell: Cell, task: Task, method_cls: type,
+               budget: budgets.Budget) -> tuple[Any, BlockModel, budgets.Counters, torch.Generator]:
+    """Seed, build the model, set the method up: (method, model, counters, data generator).
+
+    `budget` is what the method's `budget_fraction` and `planned_steps` refer to (the
+    cell's budget; all experiences together in a continual cell).
+    """
     task.check_available()
     if cell.threads is not None:
         torch.set_num_threads(cell.threads)
@@ -150,75 +163,116 @@ def _train(cell: Cell, task: Task, method_cls: type, on_progress: ProgressCallba
             config=cell.method.config,
             device=device,
             generator=method_gen,
-            budget_fraction=lambda: budgets.spent_fraction(cell.budget, counters),
-            planned_steps=budgets.planned_steps(cell.budget, cell.batch_size),
+            budget_fraction=lambda: budgets.spent_fraction(budget, counters),
+            planned_steps=budgets.planned_steps(budget, cell.batch_size),
         )
     )
+    return method, model, counters, data_gen
 
-    curve: list[dict[str, Any]] = []
-    eval_seconds = 0.0
+
+class TrainLoop:
+    """The step loop every cell runs: steps under the meter, counters, divergence, validation.
+
+    `run` may be called several times (once per experience in a continual cell); the
+    counters, the curve and the evaluation time carry on across calls.
+    """
+
+    def __init__(self, cell: Cell, task: Task, method: Any, meter: Meter, counters: budgets.Counters,
+                 budget: budgets.Budget, on_progress: ProgressCallback | None) -> None:
+        self.cell, self.task, self.method, self.meter = cell, task, method, meter
+        self.counters, self.budget, self.on_progress = counters, budget, on_progress
+        self.device = torch.device(cell.device)
+        self.curve: list[dict[str, Any]] = []
+        self.eval_seconds = 0.0
+        self.last_val: float | None = None
+        self._losses: list[float] = []
+
+    def run(self, batches: Iterator[Batch], done: Callable[[], bool],
+            on_validation: Callable[[dict[str, float]], None] | None = None) -> str | None:
+        """Step until `done()`, validating every `eval_every` steps and after the last one.
+
+        Returns None, or why training diverged (a non-finite loss ends the loop there).
+        """
+        counters = self.counters
+        while not done():
+            batch = next(batches).to(self.device)
+            stats, cost = self.meter.step(lambda: self.method.step(batch))
+            counters.add(stats.examples, stats.forward_equivalents, cost.seconds)
+            counters.flops, counters.joules = self.meter.flops(), self.meter.joules()
+            if stats.loss is not None and not math.isfinite(stats.loss):
+                self.curve.append({**counters.as_dict(), "train_loss": None, "val_metric": None})
+                return f"non-finite training loss ({stats.loss}) at step {counters.steps}"
+            if stats.loss is not None:
+                self._losses.append(stats.loss)
+            if counters.steps % self.cell.eval_every == 0 or done():
+                val = self.timed(self.task.evaluate, self.method.predict, "val", self.device)
+                self.last_val = val[self.task.metric]
+                self.curve.append({
+                    **counters.as_dict(),
+                    "train_loss": statistics.fmean(self._losses) if self._losses else None,
+                    "val_metric": self.last_val,
+                    **{f"val_{k}": v for k, v in val.items() if k != self.task.metric},
+                })
+                self._losses = []
+                if on_validation is not None:
+                    on_validation(val)
+            if self.on_progress is not None:
+                fraction = budgets.spent_fraction(self.budget, counters)
+                self.on_progress(Progress(self.cell, counters, fraction, stats.loss, self.last_val))
+        return None
+
+    def timed(self, evaluate: Callable[..., Any], *args: Any) -> Any:
+        """`evaluate(*args)`, its wall time added to `eval_seconds` (kept apart from training)."""
+        start = time.perf_counter()
+        try:
+            return evaluate(*args)
+        finally:
+            self.eval_seconds += time.perf_counter() - start
+
+    def results(self) -> dict[str, Any]:
+        """The record's measurement fields; call after the meter's `with` block has closed."""
+        measured = self.meter.report()
+        return {
+            "task_info": self.task.describe(),
+            "counters": self.counters.as_dict(),
+            "curve": self.curve,
+            "timing": {**measured["time"], "eval_seconds": self.eval_seconds},
+            "memory": {"ledger": measured["ledger"], "measured": measured["measured"]},
+            "energy": measured["energy"],
+            "flops": measured["flops"],
+        }
+
+
+def _train(cell: Cell, task: Task, method_cls: type, on_progress: ProgressCallback | None) -> dict[str, Any]:
+    method, model, counters, data_gen = start_cell(cell, task, method_cls, cell.budget)
+    device = torch.device(cell.device)
     best: tuple[float, int, dict[str, Any], dict[str, float]] | None = None
-    losses: list[float] = []
     sign = 1.0 if task.higher_is_better else -1.0
-    batches = task.train_batches(cell.batch_size, data_gen)
-    last_val: float | None = None
-    diverged: str | None = None
+
+    def keep_best(val: dict[str, float]) -> None:
+        nonlocal best
+        if best is None or sign * val[task.metric] > sign * best[0]:
+            best = (val[task.metric], counters.steps, _snapshot(method.state_dict()), val)
 
     with Meter(device, model, method, cell.meter) as meter:
-        while not budgets.exhausted(cell.budget, counters):
-            batch = next(batches).to(device)
-            stats, cost = meter.step(lambda: method.step(batch))
-            counters.add(stats.examples, stats.forward_equivalents, cost.seconds)
-            counters.flops, counters.joules = meter.flops(), meter.joules()
-            if stats.loss is not None and not math.isfinite(stats.loss):
-                diverged = f"non-finite training loss ({stats.loss}) at step {counters.steps}"
-                curve.append({**counters.as_dict(), "train_loss": None, "val_metric": None})
-                break
-            if stats.loss is not None:
-                losses.append(stats.loss)
-
-            if counters.steps % cell.eval_every == 0 or budgets.exhausted(cell.budget, counters):
-                start = time.perf_counter()
-                val = task.evaluate(method.predict, "val", device)
-                eval_seconds += time.perf_counter() - start
-                last_val = val[task.metric]
-                curve.append({
-                    **counters.as_dict(),
-                    "train_loss": statistics.fmean(losses) if losses else None,
-                    "val_metric": last_val,
-                    **{f"val_{k}": v for k, v in val.items() if k != task.metric},
-                })
-                losses = []
-                if best is None or sign * last_val > sign * best[0]:
-                    best = (last_val, counters.steps, _snapshot(method.state_dict()), val)
-            if on_progress is not None:
-                on_progress(Progress(cell, counters, budgets.spent_fraction(cell.budget, counters), stats.loss, last_val))
-
-    measured = meter.report()
-    common = {
-        "task_info": task.describe(),
-        "counters": counters.as_dict(),
-        "curve": curve,
-        "timing": {**measured["time"], "eval_seconds": eval_seconds},
-        "memory": {"ledger": measured["ledger"], "measured": measured["measured"]},
-        "energy": measured["energy"],
-        "flops": measured["flops"],
-    }
+        loop = TrainLoop(cell, task, method, meter, counters, cell.budget, on_progress)
+        diverged = loop.run(task.train_batches(cell.batch_size, data_gen),
+                            lambda: budgets.exhausted(cell.budget, counters), keep_best)
+    common = loop.results()
     if diverged is not None:
         return {"status": "diverged", "error": diverged, "final": None, **common}
     assert best is not None, "the loop always evaluates after its last step"
     _, best_step, best_state, best_val = best
     method.load_state_dict(best_state)
-    start = time.perf_counter()
-    test = task.evaluate(method.predict, "test", device)
+    test = loop.timed(task.evaluate, method.predict, "test", device)
     final = {"metric": task.metric, "best_step": best_step, "val": best_val, "test": test}
     if cell.shift.enabled:
-        final["shift"] = _shifted(task, method, device, cell, test[task.metric])
-    common["timing"]["eval_seconds"] += time.perf_counter() - start
+        final["shift"] = loop.timed(shift_scores, task, method, device, cell, test[task.metric])
+    common["timing"]["eval_seconds"] = loop.eval_seconds
     return {"status": "completed", "final": final, **common}
 
 
-def _shifted(task: Task, method: Any, device: torch.device, cell: Cell, clean: float) -> dict[str, Any]:
+def shift_scores(task: Task, method: Any, device: torch.device, cell: Cell, clean: float) -> dict[str, Any]:
     """Test metric of the selected state under each shift, and the gap to the clean one."""
     evaluate = getattr(task, "evaluate_shifted", None)
     if evaluate is None:

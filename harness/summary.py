@@ -1,11 +1,14 @@
 """The end-of-run terminal table: method x task, mean +- std over seeds, from records.
 
 Built from the stored records (never from the run's memory), so a resumed run prints
-the same table as the one that trained everything.
+the same table as the one that trained everything. Continual cells (records with a
+`continual` section) get a third table: average accuracy, forgetting and the transfers
+as the mean with a 95% Student-t interval over seeds (harness/stats.py).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -34,9 +37,11 @@ class Row:
     energy_j: float | None
     energy_note: str
     other_statuses: str
+    continual: dict[str, Any] | None = None  # {"setting": str, metric: (mean, low, high) | None}
 
 
 MIB = 2**20
+CONTINUAL_METRICS = {"average_accuracy": "average acc.", "forgetting": "forgetting", "bwt": "BWT", "fwt": "FWT"}
 
 
 def _measured_bytes(record: dict[str, Any]) -> tuple[float | None, str]:
@@ -49,6 +54,22 @@ def _measured_bytes(record: dict[str, Any]) -> tuple[float | None, str]:
 
 def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
+
+
+def _continual(done: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Mean and 95% t interval over seeds of each continual metric (None: no continual records)."""
+    cells = [r["continual"] for r in done if r.get("continual")]
+    if not cells:
+        return None
+    from harness.stats import t_interval  # scipy: imported only when a continual table is printed
+
+    settings = {c["scenario"] + (", joint" if c["regime"] == "joint" else "") for c in cells}
+    out: dict[str, Any] = {"setting": "; ".join(sorted(settings))}
+    for name in CONTINUAL_METRICS:
+        values = [c[name] for c in cells if c.get(name) is not None]
+        interval = t_interval(values) if values else None
+        out[name] = None if interval is None else (interval.estimate, interval.low, interval.high)
+    return out
 
 
 def summarise(records: list[dict[str, Any]]) -> list[Row]:
@@ -86,6 +107,7 @@ def summarise(records: list[dict[str, Any]]) -> list[Row]:
             energy_note=next((f"null: {r['energy']['reason']}" for r in done
                               if r.get("energy") and r["energy"].get("joules") is None), ""),
             other_statuses=", ".join(f"{n} {s}" for s, n in sorted(others.items())),
+            continual=_continual(done),
         ))
     return sorted(rows, key=lambda r: (r.task, r.method))
 
@@ -94,10 +116,21 @@ def _fmt(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
+def _interval(value: tuple[float, float, float] | None) -> str:
+    """'mean ± half-width' of a (symmetric) t interval; the mean alone for one seed."""
+    if value is None:
+        return "—"
+    mean, low, high = value
+    return f"{mean:.3f}" if not math.isfinite(low) else f"{mean:.3f} ± {(high - low) / 2:.3f}"
+
+
 def render(rows: list[Row], title: str) -> list[Table]:
-    """Two tables (results, then cost): mean over completed seeds, '—' where unknown."""
+    """Two tables (results, then cost), and a third for continual cells: '—' where unknown."""
     metrics = sorted({r.metric for r in rows if r.metric})
-    results = Table(title=f"{title}: test {', '.join(metrics) or 'metric'} of the validation-selected state")
+    state = "the validation-selected state"
+    if any(r.continual for r in rows):
+        state = "the last state" if all(r.continual for r in rows) else state + " (continual cells: the last state)"
+    results = Table(title=f"{title}: test {', '.join(metrics) or 'metric'} of {state}")
     for column in ("task", "method", "test (mean ± std)", "seeds", "steps", "examples", "train s", "not completed"):
         results.add_column(column, justify="left" if column in ("task", "method", "not completed") else "right")
     for row in rows:
@@ -118,4 +151,17 @@ def render(rows: list[Row], title: str) -> list[Table]:
         cost.add_row(row.task, row.method, _fmt(row.step_ms, ".2f"),
                      _fmt(None if row.flops_per_step is None else row.flops_per_step / 1e9, ".4f"),
                      _fmt(row.ledger_mib, ".2f"), _fmt(row.measured_mib, ".0f"), _fmt(row.energy_j, ".1f"))
-    return [results, cost]
+    continual_rows = [r for r in rows if r.continual]
+    if not continual_rows:
+        return [results, cost]
+    by_task = {r.task: r.continual["setting"] for r in continual_rows if r.continual}
+    settings = "; ".join(f"{task}: {setting}" for task, setting in by_task.items())
+    continual = Table(title=f"{title}: continual learning (last state), mean ± 95% t interval over seeds",
+                      caption=f"scenarios: {settings}. joint: trained on the union of the experiences (the upper "
+                              "bound). Forgetting: Chaudhry et al. 2018; BWT, FWT: Lopez-Paz & Ranzato 2017.")
+    for column in ("task", "method", *CONTINUAL_METRICS.values()):
+        continual.add_column(column, justify="left" if column in ("task", "method") else "right", no_wrap=True)
+    for row in continual_rows:
+        assert row.continual is not None
+        continual.add_row(row.task, row.method, *(_interval(row.continual[name]) for name in CONTINUAL_METRICS))
+    return [results, cost, continual]

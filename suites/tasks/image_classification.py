@@ -127,7 +127,7 @@ class ImageClassificationTask:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
         x, y = self.splits.train_x, self.splits.train_y  # load now, not at the first next()
-        return _epochs(x, y, batch_size, generator)
+        return epochs(len(y), batch_size, generator, lambda index: Batch(x[index], y[index]))
 
     # ------------------------------------------------------ model, loss, metric
 
@@ -151,7 +151,7 @@ class ImageClassificationTask:
         x, y = (self.splits.val_x, self.splits.val_y) if split == "val" else (self.splits.test_x, self.splits.test_y)
         if len(y) == 0:
             raise ValueError(f"the {split} split of {self.dataset} is empty; set val_size above 0.")
-        return _score(predict, x, y, device)
+        return score(predict, x, y, device)
 
     def evaluate_shifted(self, predict: Callable[[Tensor], Tensor], device: torch.device,
                          shift: ShiftConfig) -> dict[str, float]:
@@ -160,7 +160,7 @@ class ImageClassificationTask:
         scale = s.pixel_max
         pixels01 = (s.test_x * s.std + s.mean) / scale
         sets = shifted_sets(pixels01, shift.noise, shift.rotation, shift.translation, shift.seed)
-        return {name: _score(predict, (images * scale - s.mean) / s.std, s.test_y, device)["accuracy"]
+        return {name: score(predict, (images * scale - s.mean) / s.std, s.test_y, device)["accuracy"]
                 for name, images in sets.items()}
 
     def describe(self) -> dict[str, Any]:
@@ -180,7 +180,8 @@ class ImageClassificationTask:
         }
 
 
-def _score(predict: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, device: torch.device) -> dict[str, float]:
+def score(predict: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, device: torch.device) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of `predict`'s logits on inputs `x`, labels `y`, in chunks."""
     correct, total_loss = 0, 0.0
     for start in range(0, len(y), EVAL_CHUNK):
         inputs = x[start : start + EVAL_CHUNK].to(device)
@@ -191,12 +192,12 @@ def _score(predict: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, device: to
     return {"accuracy": correct / len(y), "loss": total_loss / len(y)}
 
 
-def _epochs(x: Tensor, y: Tensor, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+def epochs(n: int, batch_size: int, generator: torch.Generator, take: Callable[[Tensor], Batch]) -> Iterator[Batch]:
+    """Endless batches of `n` examples: `take(rows)` for each slice of a fresh permutation per epoch."""
     while True:
-        order = torch.randperm(len(y), generator=generator)
-        for start in range(0, len(y), batch_size):
-            index = order[start : start + batch_size]
-            yield Batch(x[index], y[index])
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            yield take(order[start : start + batch_size])
 
 
 @lru_cache(maxsize=4)

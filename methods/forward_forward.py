@@ -1,0 +1,236 @@
+"""Forward-forward: every block learns by its own goodness objective, no backward pass between blocks.
+
+Paper: Hinton, G. (2022). The Forward-Forward Algorithm: Some Preliminary Investigations.
+arXiv:2212.13345. Supervised FF, section 3.3 (MNIST, 4 x 2000 ReLUs, 60 epochs: 1.36% test error).
+Reference code read: loeweX/Forward-Forward (src/ff_model.py) for the normalisation, the
+threshold and the label sweep (learned from, not copied).
+
+The algorithm, one step on a batch (x, y):
+- positive data is x with its true label y embedded, negative data x with a wrong label
+  (uniformly random, or "hard": drawn in proportion to the model's own predicted
+  probabilities of the wrong labels, which the paper suggests to speed training up);
+- each block k sees the length-normalised, *detached* output of block k-1 (the stem's
+  output with the label, for k = 0), so no gradient ever crosses a block boundary and a
+  block cannot read the previous block's goodness off the length of its input;
+- goodness g = sum of squared activities of the block's output vector (a ViT block: of
+  each token's vector, averaged over the tokens); p(positive) = sigmoid(g - theta * width),
+  so the block's loss is softplus(theta*w - g_pos) + softplus(g_neg - theta*w), each
+  averaged over the batch (theta is given per unit, so one value serves every width);
+- each block's loss is back-propagated inside that block only, right after its forward,
+  so at most one block's activations are held for backward at a time. One optimizer
+  updates all blocks (a block's gradients come from its own loss alone).
+Prediction ("goodness", the paper's main rule): embed every candidate label, run the
+blocks, and score each label by the goodness accumulated over all blocks but the first;
+those sums are the logits. Option "linear": a softmax classifier (the model's head) on
+the normalised last-block activities of one forward pass with the neutral label (every
+entry value/num_classes: the paper's 0.1).
+
+Deviations from the paper (every one, with the reason):
+- The paper gives no theta: theta = 1 per unit (the paper's theta = the layer width, as in
+  the reference code), the unit mean square the normalisation gives every layer's input.
+- A ViT block's goodness is the per-token goodness averaged over tokens, not the sum over
+  all tokens, whose sigmoid would be tokens-times sharper (the per-token form learned far
+  better on digits). Option goodness=mean divides by the width too: a softer sigmoid that
+  learned worse on both models.
+- Length normalisation scales each vector (each token, for a ViT) to unit root-mean-square
+  (length sqrt(width)) rather than length 1, so fresh layers see inputs of the usual scale;
+  the direction, all that is passed up, is the same. The first block's input is normalised too.
+- The paper gives no optimiser settings: Adam with lr 3e-3 (tuned on the Fashion-MNIST
+  validation split), decaying linearly to 0 over the second half of the budget (lr_decay).
+- The "linear" rule uses the model's own head on the last block's normalised output (the
+  paper: a softmax on all hidden layers but the first), so the parameters are the backprop
+  model's. It is trained with the task's loss on detached activities.
+- The harness standardises pixels, so the one-hot label that replaces the first
+  num_classes inputs is label_value = 3 "on" (about a white pixel: (1 - mean)/std is 2.0 on
+  Fashion-MNIST, 2.8 on MNIST) and 0 "off", not 1 and 0 in [0, 1]. On 8x8 digits these ten
+  inputs overwrite part of the top rows; on 28x28 images they are border pixels, as in the paper.
+- ViT (not in the paper): a learned label vector is added to every patch token after the
+  stem and trained, with the stem, by the first block's loss. Added to every token rather
+  than given as an extra token, so that every token's MLP sees the label directly and the
+  token count, the model and per-block goodness stay those of the plain ViT. The blocks'
+  own pre-norm LayerNorms stay; FF's length normalisation is applied between blocks on top.
+
+forward_equivalents per step, with backprop's convention (a backward costs ~2 forwards):
+a positive and a negative pass through all blocks, each with its local backward: 2 * 3 = 6;
+plus 1 for the neutral-label pass that trains the linear head (rule "linear", whose logits
+also supply hard negatives); plus num_classes for the label sweep that supplies hard
+negatives under the "goodness" rule. Prediction's label sweep is evaluation, not a step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from harness.interface import Batch, SetupContext, StepStats, optimizer_state_tensors
+from harness.registry import register_method
+from methods._labels import LabelEmbedding, wrong_labels
+
+
+@dataclass(frozen=True)
+class ForwardForwardConfig:
+    theta: float = 1.0  # goodness threshold per activity: the paper's theta is this times the width
+    goodness: Literal["sum", "mean"] = "sum"  # mean: a sigmoid width times softer (option)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 3e-3
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 0.0
+    lr_decay: bool = True  # linear decay to 0 over the second half of the budget
+    negatives: Literal["random", "hard"] = "random"
+    predict: Literal["goodness", "linear"] = "goodness"
+    skip_first: bool = True  # leave the first block's goodness out of the score (paper), when there are 2+
+    label_value: float = 3.0  # the "on" entry of the one-hot label in a flat input (about a white pixel)
+    label_std: float = 1.0  # init scale of the learned token label vectors (ViT)
+
+    def __post_init__(self) -> None:
+        if not self.theta > 0:
+            raise ValueError(f"theta must be > 0 (goodness is a mean of squares), got {self.theta}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.label_value <= 0:
+            raise ValueError(f"label_value must be > 0 so the label shows in the input, got {self.label_value}")
+        if self.label_std <= 0:
+            raise ValueError(f"label_std must be > 0, got {self.label_std}")
+        for key, allowed in (("goodness", ("mean", "sum")), ("optimizer", ("adam", "sgd")),
+                             ("negatives", ("random", "hard")), ("predict", ("goodness", "linear"))):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+
+
+def normalise(h: Tensor, eps: float = 1e-8) -> Tensor:
+    """FF length normalisation: each vector (the last dim) scaled to unit root-mean-square."""
+    return h / (h.pow(2).mean(dim=-1, keepdim=True).sqrt() + eps)
+
+
+@register_method("forward_forward")
+class ForwardForward:
+    supports = frozenset({"classify"})
+    Config = ForwardForwardConfig
+
+    def setup(self, ctx: SetupContext) -> None:
+        self.ctx, self.cfg, self.model = ctx, ctx.config, ctx.model
+        self.num_classes = int(ctx.task.describe().get("num_classes", 0))
+        if self.num_classes < 2:
+            raise ValueError(f"forward_forward needs a task with 2+ classes; {ctx.task.name} describes "
+                             f"num_classes={self.num_classes}")
+        with torch.no_grad():  # the stem's output shape says flat vector (MLP) or tokens (ViT)
+            probe = self.model.stem(torch.zeros(1, *ctx.task.describe()["input_shape"], device=ctx.device))
+        self.labels = LabelEmbedding(self.num_classes, self.cfg.label_value,
+                                     probe.shape[-1] if probe.dim() == 3 else None,
+                                     ctx.generator, self.cfg.label_std).to(ctx.device)
+        n = len(self.model.blocks)
+        self.scored = [k for k in range(n) if not (self.cfg.skip_first and n > 1 and k == 0)]
+        params = [*self.model.stem.parameters(), *self.model.blocks.parameters(), *self.labels.parameters()]
+        if self.cfg.predict == "linear":
+            params += list(self.model.head.parameters())
+        if self.cfg.optimizer == "adam":
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=self.cfg.lr,
+                                                                     weight_decay=self.cfg.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=self.cfg.lr, momentum=self.cfg.momentum,
+                                             weight_decay=self.cfg.weight_decay)
+
+    # ---------------------------------------------------------------- pieces
+
+    def _goodness(self, out: Tensor) -> Tensor:
+        """[N]: squared activities summed (or averaged) over a vector's units; a token
+        block's goodness is the mean over its tokens of their goodness."""
+        squares = out.pow(2)
+        per_vector = squares.mean(-1) if self.cfg.goodness == "mean" else squares.sum(-1)
+        return per_vector.flatten(1).mean(1) if per_vector.dim() > 1 else per_vector
+
+    def _threshold(self, out: Tensor) -> float:
+        return self.cfg.theta * (1 if self.cfg.goodness == "mean" else out.shape[-1])
+
+    def _block_outputs(self, stem_out: Tensor, labels: Tensor | None) -> list[Tensor]:
+        """Every block's (unnormalised) output, each block fed the normalised previous one."""
+        h, outputs = self.labels(stem_out, labels), []
+        for block in self.model.blocks:
+            h = block(normalise(h))
+            outputs.append(h)
+        return outputs
+
+    @torch.no_grad()
+    def _goodness_scores(self, inputs: Tensor) -> Tensor:
+        """[N, num_classes]: goodness accumulated over the scored blocks, per candidate label."""
+        columns, stem_out = [], self.model.stem(inputs)  # the stem does not see the label
+        for c in range(self.num_classes):
+            labels = torch.full((inputs.shape[0],), c, dtype=torch.long, device=inputs.device)
+            outputs = self._block_outputs(stem_out, labels)
+            columns.append(sum(self._goodness(outputs[k]) for k in self.scored))
+        return torch.stack(columns, dim=1)
+
+    def _linear_logits(self, inputs: Tensor) -> tuple[Tensor, Tensor]:
+        """(head logits, detached normalised last-block activity) for the neutral label."""
+        with torch.no_grad():
+            features = normalise(self._block_outputs(self.model.stem(inputs), None)[-1])
+        return self.model.head(features), features
+
+    # ---------------------------------------------------------------- the update
+
+    def local_loss(self, block: torch.nn.Module, h: Tensor, positives: int) -> tuple[Tensor, Tensor]:
+        """(block's FF loss, its detached output) for input `h`, whose first `positives`
+        rows are positive data and the rest negative: the loss reaches this block (and,
+        for the first block, the stem and label embedding that made `h`) and nothing else."""
+        out = block(normalise(h))
+        g, theta = self._goodness(out), self._threshold(out)
+        loss = F.softplus(theta - g[:positives]).mean() + F.softplus(g[positives:] - theta).mean()
+        return loss, out.detach()
+
+    def step(self, batch: Batch) -> StepStats:
+        cfg, x, y = self.cfg, batch.inputs, batch.targets
+        scale = min(1.0, 2.0 * (1.0 - self.ctx.budget_fraction())) if cfg.lr_decay else 1.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr * scale
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        forwards = 6.0
+
+        scores = None
+        if cfg.predict == "linear":  # the neutral pass trains the head and scores hard negatives
+            logits, _ = self._linear_logits(x)
+            self.ctx.task.loss(logits, batch).backward()
+            scores, forwards = logits, forwards + 1
+        elif cfg.negatives == "hard":
+            scores, forwards = self._goodness_scores(x), forwards + self.num_classes
+        negative = wrong_labels(y, self.num_classes, self.ctx.generator,
+                                scores if cfg.negatives == "hard" else None)
+
+        # Positive and negative data as one batch of 2N; each block's graph is freed
+        # by its own backward before the next block runs.
+        stem_out, losses = self.model.stem(x), []
+        h = self.labels(torch.cat([stem_out, stem_out]), torch.cat([y, negative]))
+        for block in self.model.blocks:
+            loss, h = self.local_loss(block, h, batch.size)
+            loss.backward()
+            losses.append(loss.item())
+        self.optimizer.step()
+        return StepStats(loss=sum(losses) / len(losses), examples=batch.size, forward_equivalents=forwards)
+
+    @torch.no_grad()
+    def predict(self, inputs: Tensor) -> Tensor:
+        self.model.eval()
+        if self.cfg.predict == "linear":
+            return self._linear_logits(inputs)[0]
+        return self._goodness_scores(inputs)
+
+    def memory_buffers(self) -> dict[str, list[Tensor]]:
+        label_tensors = [t for p in self.labels.parameters() for t in (p, p.grad) if t is not None]
+        return {"optimizer_state": optimizer_state_tensors(self.optimizer), "label_embedding": label_tensors}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "labels": self.labels.state_dict(),
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.labels.load_state_dict(state["labels"])
+        self.optimizer.load_state_dict(state["optimizer"])
