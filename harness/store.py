@@ -317,7 +317,7 @@ class Store:
         if not self.root.is_dir():
             raise _store_error(self.root, NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)),
                                subject="results directory")
-        probe = self.root / ".write-probe"
+        probe = self.root / f".write-probe-{os.getpid()}"  # per process: concurrent runs share the root
         _atomic_write(probe, b"paradigm-bench write probe\n")
         try:
             probe.unlink()
