@@ -69,17 +69,20 @@ from torch import Tensor
 from harness.interface import Batch, SetupContext, StepStats, optimizer_state_tensors
 from harness.registry import register_method
 from methods._labels import LabelEmbedding, wrong_labels
+from methods.backprop import lr_factor
 
 
 @dataclass(frozen=True)
 class ForwardForwardConfig:
     theta: float = 1.0  # goodness threshold per activity: the paper's theta is this times the width
     goodness: Literal["sum", "mean"] = "sum"  # mean: a sigmoid width times softer (option)
-    optimizer: Literal["adam", "sgd"] = "adam"
+    optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = 3e-3
     momentum: float = 0.9  # SGD only
     weight_decay: float = 0.0
-    lr_decay: bool = True  # linear decay to 0 over the second half of the budget
+    schedule: Literal["cosine", "constant"] = "cosine"  # backprop's schedule (methods/backprop.py)
+    warmup: float = 0.05  # fraction of the budget spent warming up linearly from 0
+    min_lr_ratio: float = 0.0  # cosine ends at lr * min_lr_ratio
     negatives: Literal["random", "hard"] = "random"
     predict: Literal["goodness", "linear"] = "goodness"
     skip_first: bool = True  # leave the first block's goodness out of the score (paper), when there are 2+
@@ -95,11 +98,15 @@ class ForwardForwardConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup is a fraction of the budget in [0, 1), got {self.warmup}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.label_value <= 0:
             raise ValueError(f"label_value must be > 0 so the label shows in the input, got {self.label_value}")
         if self.label_std <= 0:
             raise ValueError(f"label_std must be > 0, got {self.label_std}")
-        for key, allowed in (("goodness", ("mean", "sum")), ("optimizer", ("adam", "sgd")),
+        for key, allowed in (("goodness", ("mean", "sum")), ("optimizer", ("adamw", "sgd")), ("schedule", ("cosine", "constant")),
                              ("negatives", ("random", "hard")), ("predict", ("goodness", "linear"))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
@@ -131,9 +138,9 @@ class ForwardForward:
         params = [*self.model.stem.parameters(), *self.model.blocks.parameters(), *self.labels.parameters()]
         if self.cfg.predict == "linear":
             params += list(self.model.head.parameters())
-        if self.cfg.optimizer == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=self.cfg.lr,
-                                                                     weight_decay=self.cfg.weight_decay)
+        if self.cfg.optimizer == "adamw":
+            self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(params, lr=self.cfg.lr,
+                                                                      weight_decay=self.cfg.weight_decay)
         else:
             self.optimizer = torch.optim.SGD(params, lr=self.cfg.lr, momentum=self.cfg.momentum,
                                              weight_decay=self.cfg.weight_decay)
@@ -187,10 +194,10 @@ class ForwardForward:
 
     def step(self, batch: Batch) -> StepStats:
         cfg, x, y = self.cfg, batch.inputs, batch.targets
-        scale = min(1.0, 2.0 * (1.0 - self.ctx.budget_fraction())) if cfg.lr_decay else 1.0
         for group in self.optimizer.param_groups:
-            group["lr"] = cfg.lr * scale
-        self.model.train()
+            group["lr"] = cfg.lr * lr_factor(cfg, self.ctx.budget_fraction())  # type: ignore[arg-type]  # same keys
+        if not self.model.training:  # predict() switched to eval
+            self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         forwards = 6.0
 
