@@ -35,8 +35,9 @@ Deviations from the paper (every one, with the reason):
 - Length normalisation scales each vector (each token, for a ViT) to unit root-mean-square
   (length sqrt(width)) rather than length 1, so fresh layers see inputs of the usual scale;
   the direction, all that is passed up, is the same. The first block's input is normalised too.
-- The paper gives no optimiser settings: Adam with lr 3e-3 (tuned on the Fashion-MNIST
-  validation split), decaying linearly to 0 over the second half of the budget (lr_decay).
+- The paper gives no optimiser settings: AdamW with lr 3e-3 (tuned on the Fashion-MNIST
+  validation split) and backprop's schedule (5% linear warm-up, cosine decay to 0), so the
+  paradigms differ in their learning rule, not in their schedule.
 - The "linear" rule uses the model's own head on the last block's normalised output (the
   paper: a softmax on all hidden layers but the first), so the parameters are the backprop
   model's. It is trained with the task's loss on detached activities.
@@ -75,7 +76,7 @@ from methods.backprop import lr_factor
 @dataclass(frozen=True)
 class ForwardForwardConfig:
     theta: float = 1.0  # goodness threshold per activity: the paper's theta is this times the width
-    goodness: Literal["sum", "mean"] = "sum"  # mean: a sigmoid width times softer (option)
+    goodness: Literal["sum", "mean"] = "sum"  # mean: divided by the width, a softer sigmoid
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = 3e-3
     momentum: float = 0.9  # SGD only
@@ -91,7 +92,7 @@ class ForwardForwardConfig:
 
     def __post_init__(self) -> None:
         if not self.theta > 0:
-            raise ValueError(f"theta must be > 0 (goodness is a mean of squares), got {self.theta}")
+            raise ValueError(f"theta must be > 0: goodness, a sum of squares, cannot fall below 0; got {self.theta}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0 <= self.momentum < 1:
@@ -106,8 +107,9 @@ class ForwardForwardConfig:
             raise ValueError(f"label_value must be > 0 so the label shows in the input, got {self.label_value}")
         if self.label_std <= 0:
             raise ValueError(f"label_std must be > 0, got {self.label_std}")
-        for key, allowed in (("goodness", ("mean", "sum")), ("optimizer", ("adamw", "sgd")), ("schedule", ("cosine", "constant")),
-                             ("negatives", ("random", "hard")), ("predict", ("goodness", "linear"))):
+        for key, allowed in (("goodness", ("sum", "mean")), ("optimizer", ("adamw", "sgd")),
+                             ("schedule", ("cosine", "constant")), ("negatives", ("random", "hard")),
+                             ("predict", ("goodness", "linear"))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
 
@@ -130,6 +132,9 @@ class ForwardForward:
                              f"num_classes={self.num_classes}")
         with torch.no_grad():  # the stem's output shape says flat vector (MLP) or tokens (ViT)
             probe = self.model.stem(torch.zeros(1, *ctx.task.describe()["input_shape"], device=ctx.device))
+        if probe.dim() not in (2, 3):
+            raise ValueError(f"forward_forward embeds labels in a flat [N, F] or token [N, T, D] stem output; "
+                             f"this model's stem gives {list(probe.shape[1:])} per example")
         self.labels = LabelEmbedding(self.num_classes, self.cfg.label_value,
                                      probe.shape[-1] if probe.dim() == 3 else None,
                                      ctx.generator, self.cfg.label_std).to(ctx.device)
@@ -175,11 +180,11 @@ class ForwardForward:
             columns.append(sum(self._goodness(outputs[k]) for k in self.scored))
         return torch.stack(columns, dim=1)
 
-    def _linear_logits(self, inputs: Tensor) -> tuple[Tensor, Tensor]:
-        """(head logits, detached normalised last-block activity) for the neutral label."""
+    def _linear_logits(self, inputs: Tensor) -> Tensor:
+        """The head's logits on the (detached) normalised last-block output, neutral label."""
         with torch.no_grad():
             features = normalise(self._block_outputs(self.model.stem(inputs), None)[-1])
-        return self.model.head(features), features
+        return self.model.head(features)
 
     # ---------------------------------------------------------------- the update
 
@@ -203,7 +208,7 @@ class ForwardForward:
 
         scores = None
         if cfg.predict == "linear":  # the neutral pass trains the head and scores hard negatives
-            logits, _ = self._linear_logits(x)
+            logits = self._linear_logits(x)
             self.ctx.task.loss(logits, batch).backward()
             scores, forwards = logits, forwards + 1
         elif cfg.negatives == "hard":
@@ -226,7 +231,7 @@ class ForwardForward:
     def predict(self, inputs: Tensor) -> Tensor:
         self.model.eval()
         if self.cfg.predict == "linear":
-            return self._linear_logits(inputs)[0]
+            return self._linear_logits(inputs)
         return self._goodness_scores(inputs)
 
     def memory_buffers(self) -> dict[str, list[Tensor]]:
