@@ -123,7 +123,8 @@ def test_wrong_labels_are_wrong_and_hard_ones_follow_the_scores() -> None:
 
 
 @pytest.mark.parametrize(("key", "value"), [("theta", 0.0), ("lr", -1.0), ("label_value", 0.0),
-                                            ("momentum", 1.0), ("weight_decay", -0.1), ("negatives", "easy")])
+                                            ("momentum", 1.0), ("weight_decay", -0.1), ("negatives", "easy"),
+                                            ("warmup", 1.0), ("schedule", "linear")])
 def test_impossible_settings_name_their_key(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=key):
         build_dataclass(ForwardForwardConfig, {key: value}, "method.forward_forward")
