@@ -35,9 +35,10 @@ Deviations from the paper (every one, with the reason):
 - Length normalisation scales each vector (each token, for a ViT) to unit root-mean-square
   (length sqrt(width)) rather than length 1, so fresh layers see inputs of the usual scale;
   the direction, all that is passed up, is the same. The first block's input is normalised too.
-- The paper gives no optimiser settings: AdamW with lr 3e-3 (tuned on the Fashion-MNIST
-  validation split) and backprop's schedule (5% linear warm-up, cosine decay to 0), so the
-  paradigms differ in their learning rule, not in their schedule.
+- The paper gives no optimiser settings: AdamW with lr 5e-3 (chosen on the validation
+  splits of Fashion-MNIST and digits among 3e-3, 5e-3, 7e-3; 1e-2 collapses on the MLP) and
+  backprop's schedule (5% linear warm-up, cosine decay to 0), so the paradigms differ in
+  their learning rule, not in their schedule.
 - The "linear" rule uses the model's own head on the last block's normalised output (the
   paper: a softmax on all hidden layers but the first), so the parameters are the backprop
   model's. It is trained with the task's loss on detached activities.
@@ -78,7 +79,7 @@ class ForwardForwardConfig:
     theta: float = 1.0  # goodness threshold per activity: the paper's theta is this times the width
     goodness: Literal["sum", "mean"] = "sum"  # mean: divided by the width, a softer sigmoid
     optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 3e-3
+    lr: float = 5e-3
     momentum: float = 0.9  # SGD only
     weight_decay: float = 0.0
     schedule: Literal["cosine", "constant"] = "cosine"  # backprop's schedule (methods/backprop.py)
