@@ -156,7 +156,7 @@ def _seeded(make: Callable[[], BlockModel], generator: torch.Generator) -> Block
     built on the CPU and moved later) makes the parameters a function of `generator`
     alone and leaves the caller's global state untouched.
     """
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device="cpu"))  # also under a meta-device context
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return make()
