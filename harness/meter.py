@@ -18,7 +18,9 @@ Rules (what is measured, and how):
   device memory used (sampled; the whole device, all processes), and the process's
   peak resident set (`VmHWM`, reset per cell through /proc/self/clear_refs where the
   kernel allows it; otherwise the process-lifetime peak, marked as such).
-- Energy: see harness/energy.py; joules spent inside steps, or `None` with a reason.
+- Energy: see harness/energy.py; joules spent inside steps (RAPL: read around each step;
+  NVML: attributed by the sampler thread, since its counter moves every ~100 ms and a read
+  costs milliseconds), the whole window's joules beside them, or `None` with a reason.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_backward_flop_count, sdpa_flop_count
 
-from harness.energy import EnergyMeter, Sampler
+from harness.energy import EnergyMeter, Sampler, StepClock
 from harness.interface import StepStats
 from harness.ledger import SavedTensorLedger, declared_bytes, model_bytes
 
@@ -64,7 +66,7 @@ class MeterConfig:
     """Measurement settings; they change what is observed, never what is learned."""
 
     probe_steps: int = 1  # leading steps probed for FLOPs and the ledger (>= 1)
-    sampling: bool = True  # background sampling of NVML memory and power (GPU only)
+    sampling: bool = True  # background NVML sampling of memory and energy (GPU only; off: both null)
 
     def __post_init__(self) -> None:
         if self.probe_steps < 1:
@@ -102,7 +104,8 @@ class Meter:
     def __init__(self, device: torch.device, model: torch.nn.Module, method: Any, config: MeterConfig) -> None:
         self.device, self.model, self.method, self.config = device, model, method, config
         self.energy = EnergyMeter(device)
-        self.sampler = Sampler(self.energy) if config.sampling else None
+        self.clock = StepClock()
+        self.sampler = Sampler(self.energy, self.clock) if config.sampling else None
         self.step_seconds: list[float] = []
         self.probe_seconds: list[float] = []
         self.kind_counts: Counter[str] = Counter()
@@ -139,14 +142,13 @@ class Meter:
                 saved = stack.enter_context(SavedTensorLedger(self.model.parameters()))
             self._sync()
             self.energy.before_step()
-            if self.sampler is not None:
-                self.sampler.in_step = True
             start = time.perf_counter()
+            self.clock.start(start)
             stats = run_step()
             self._sync()
-            seconds = time.perf_counter() - start
-            if self.sampler is not None:
-                self.sampler.in_step = False
+            end = time.perf_counter()
+            self.clock.stop(end)
+            seconds = end - start
             joules = self.energy.after_step()
         self.kind_counts[stats.kind] += 1
         if probe:
@@ -172,11 +174,17 @@ class Meter:
         return float(sum(n * self.flops_per_kind[k] for k, n in self.kind_counts.items()))
 
     def joules(self) -> float | None:
+        """Joules inside steps so far (NVML: up to one sampling interval behind)."""
         if not self.energy.available:
             return None
-        if self.energy.source == "nvml_power_sampling":
-            return self.sampler.sampled_joules if self.sampler is not None else None
-        return self.energy.joules
+        if self.energy.per_step:
+            return self.energy.joules
+        return self.sampler.step_joules if self.sampler is not None else None
+
+    def _loop_joules(self) -> float | None:
+        if self.energy.per_step or not self.energy.available:
+            return None  # RAPL is read around steps only
+        return self.sampler.loop_joules if self.sampler is not None else None
 
     def report(self) -> dict[str, Any]:
         times = self.step_seconds or self.probe_seconds
@@ -216,11 +224,17 @@ class Meter:
     def _energy_report(self) -> dict[str, Any]:
         joules = self.joules()
         seconds = sum(self.step_seconds) + sum(self.probe_seconds)
+        reason = self.energy.reason
+        if self.energy.available and joules is None:
+            reason = "meter.sampling=false: NVML energy is read by the sampler thread only"
         return {
             "joules": joules,
             "source": self.energy.source,
-            "reason": self.energy.reason,
+            "reason": reason,
+            "attribution": ("read around each step" if self.energy.per_step else
+                            "each sampling interval's energy times its share of time inside steps"),
             "window_seconds": seconds,
+            "loop_joules": self._loop_joules(),  # steps and everything between them (evaluation, data)
             # NVML's counter and power readings update every ~20-100 ms: shorter windows are noise.
             "window_too_short": (seconds < 1.0) if joules is not None else None,
         }

@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from harness import energy as energy_mod
 from harness.config import ConfigError, resolve
-from harness.energy import EnergyMeter
+from harness.energy import EnergyMeter, Sampler, StepClock
 from harness.interface import Batch, SetupContext
 from harness.meter import Meter, MeterConfig
 from harness.plan import plan
@@ -140,16 +140,31 @@ class _RecordedNVML:
         return SimpleNamespace(used=5 * 2**30)
 
 
-def test_nvml_energy_counter_sums_step_deltas() -> None:
-    nvml = _RecordedNVML([0, 0, 1_000_000, 1_000_000, 1_250_000, 2_000_000, 2_500_000])
+def test_nvml_energy_is_split_by_the_share_of_time_inside_steps(monkeypatch) -> None:
+    """Each sampling interval's counter delta goes to the steps in proportion to the time in them."""
+    nvml = _RecordedNVML([0, 0, 1_000_000, 3_000_000, 3_400_000])  # mJ: detection, start, three samples
     meter = EnergyMeter(torch.device("cpu"), _nvml=nvml, _handle=object())
-    assert meter.source == "nvml_energy_counter"
-    spent = []
-    for _ in range(3):
-        meter.before_step()
-        spent.append(meter.after_step())
-    assert spent == [1000.0, 250.0, 500.0]  # joules; the gaps between steps (evaluation) are not counted
-    assert meter.joules == pytest.approx(1750.0)
+    assert meter.source == "nvml_energy_counter" and not meter.per_step
+    meter.before_step()
+    assert meter.after_step() is None  # NVML is never read around a step: too slow, too coarse
+    clock = StepClock()
+    wall = iter([1.0, 2.0, 3.0])  # the three samples; the start reading is set by hand below
+    monkeypatch.setattr(energy_mod.time, "perf_counter", lambda: next(wall))
+    sampler = Sampler(meter, clock)
+    sampler._last = (0.0, 0.0, nvml.nvmlDeviceGetTotalEnergyConsumption(None) / 1000)  # what start() reads
+    clock.start(0.0), clock.stop(0.5)  # half of the first second inside a step
+    sampler.sample()  # +1000 J over [0, 1]: 500 J to steps
+    clock.start(1.0), clock.stop(2.0)  # all of the second
+    sampler.sample()  # +2000 J over [1, 2]: all of it
+    sampler.sample()  # +400 J over [2, 3], no step: none of it
+    assert sampler.step_joules == pytest.approx(2500.0)
+    assert sampler.loop_joules == pytest.approx(3400.0)
+
+
+def test_step_clock_counts_a_step_in_progress() -> None:
+    clock = StepClock()
+    clock.start(1.0), clock.stop(1.5), clock.start(2.0)
+    assert clock.total(2.25) == pytest.approx(0.75)
 
 
 def test_rapl_counter_handles_wrap_around(tmp_path: Path, monkeypatch) -> None:
