@@ -1,9 +1,7 @@
 """Pieces shared by the layer-local paradigms (predictive coding, local learning).
 
-- `WeightOptimizer`: the weight-optimizer settings both methods expose (AdamW or SGD, the
-  learning rate and its schedule), with `make_optimizer` and `set_lr`. The schedule is
-  backprop's (`methods.backprop.lr_factor`: linear warm-up, cosine decay, driven by the
-  fraction of the budget spent), so every paradigm decays its learning rate the same way.
+- `WeightOptimizer`, `make_optimizer`, `set_lr`: re-exported from methods/_optim.py, the
+  optimizer keys and schedule every gradient-using paradigm shares (backprop's).
 - `block_shapes`: the per-example shape of the stem's and every block's output, read off
   one forward pass (a flat vector for the MLP, [tokens, dim] for the ViT).
 - `seeded`: builds modules (auxiliary heads) from the method's generator alone.
@@ -13,63 +11,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
 from harness.interface import BlockModel, SetupContext
-from methods.backprop import lr_factor
-
-
-@dataclass(frozen=True)
-class WeightOptimizer:
-    """Weight-optimizer keys, inherited by the method configs (flat keys on the command line)."""
-
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 1e-3
-    momentum: float = 0.9  # SGD only
-    beta1: float = 0.9  # AdamW only
-    beta2: float = 0.999  # AdamW only
-    weight_decay: float = 0.0
-    schedule: Literal["cosine", "constant"] = "cosine"
-    warmup: float = 0.05  # fraction of the budget spent warming up linearly from 0
-    min_lr_ratio: float = 0.0  # cosine ends at lr * min_lr_ratio
-
-    def check_optimizer(self) -> None:
-        """Raise a ValueError naming the key of any impossible value (call from __post_init__)."""
-        if self.optimizer not in ("adamw", "sgd"):
-            raise ValueError(f"optimizer must be adamw or sgd, got {self.optimizer!r}")
-        if self.schedule not in ("cosine", "constant"):
-            raise ValueError(f"schedule must be cosine or constant, got {self.schedule!r}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError(f"beta1 and beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0 <= self.warmup < 1:
-            raise ValueError(f"warmup is a fraction of the budget in [0, 1), got {self.warmup}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-
-
-def make_optimizer(params: Iterable[nn.Parameter], cfg: WeightOptimizer) -> torch.optim.Optimizer:
-    params = list(params)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-def set_lr(optimizer: torch.optim.Optimizer, cfg: WeightOptimizer, fraction: float) -> None:
-    """The scheduled learning rate at `fraction` of the budget (backprop's schedule)."""
-    for group in optimizer.param_groups:
-        group["lr"] = cfg.lr * lr_factor(cfg, fraction)  # type: ignore[arg-type]  # same fields
+from methods._optim import WeightOptimizer, make_optimizer, set_lr  # noqa: F401  (re-exported)
 
 
 def num_classes(ctx: SetupContext, method: str) -> int:

@@ -71,20 +71,16 @@ from torch import Tensor
 from harness.interface import Batch, SetupContext, StepStats, optimizer_state_tensors
 from harness.registry import register_method
 from methods._labels import LabelEmbedding, wrong_labels
-from methods.backprop import lr_factor
+from methods._optim import WeightOptimizer, make_optimizer, set_lr
 
 
 @dataclass(frozen=True)
-class ForwardForwardConfig:
+class ForwardForwardConfig(WeightOptimizer):
+    """The shared optimizer keys (methods/_optim.py; lr chosen as the docstring says) plus FF's own."""
+
+    lr: float = 5e-3
     theta: float = 1.0  # goodness threshold per activity: the paper's theta is this times the width
     goodness: Literal["sum", "mean"] = "sum"  # mean: divided by the width, a softer sigmoid
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 5e-3
-    momentum: float = 0.9  # SGD only
-    weight_decay: float = 0.0
-    schedule: Literal["cosine", "constant"] = "cosine"  # backprop's schedule (methods/backprop.py)
-    warmup: float = 0.05  # fraction of the budget spent warming up linearly from 0
-    min_lr_ratio: float = 0.0  # cosine ends at lr * min_lr_ratio
     negatives: Literal["random", "hard"] = "random"
     predict: Literal["goodness", "linear"] = "goodness"
     skip_first: bool = True  # leave the first block's goodness out of the score (paper), when there are 2+
@@ -94,22 +90,12 @@ class ForwardForwardConfig:
     def __post_init__(self) -> None:
         if not self.theta > 0:
             raise ValueError(f"theta must be > 0: goodness, a sum of squares, cannot fall below 0; got {self.theta}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0 <= self.warmup < 1:
-            raise ValueError(f"warmup is a fraction of the budget in [0, 1), got {self.warmup}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        self.check_optimizer()
         if self.label_value <= 0:
             raise ValueError(f"label_value must be > 0 so the label shows in the input, got {self.label_value}")
         if self.label_std <= 0:
             raise ValueError(f"label_std must be > 0, got {self.label_std}")
-        for key, allowed in (("goodness", ("sum", "mean")), ("optimizer", ("adamw", "sgd")),
-                             ("schedule", ("cosine", "constant")), ("negatives", ("random", "hard")),
+        for key, allowed in (("goodness", ("sum", "mean")), ("negatives", ("random", "hard")),
                              ("predict", ("goodness", "linear"))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
@@ -144,12 +130,7 @@ class ForwardForward:
         params = [*self.model.stem.parameters(), *self.model.blocks.parameters(), *self.labels.parameters()]
         if self.cfg.predict == "linear":
             params += list(self.model.head.parameters())
-        if self.cfg.optimizer == "adamw":
-            self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(params, lr=self.cfg.lr,
-                                                                      weight_decay=self.cfg.weight_decay)
-        else:
-            self.optimizer = torch.optim.SGD(params, lr=self.cfg.lr, momentum=self.cfg.momentum,
-                                             weight_decay=self.cfg.weight_decay)
+        self.optimizer = make_optimizer(params, self.cfg)
 
     # ---------------------------------------------------------------- pieces
 
@@ -200,8 +181,7 @@ class ForwardForward:
 
     def step(self, batch: Batch) -> StepStats:
         cfg, x, y = self.cfg, batch.inputs, batch.targets
-        for group in self.optimizer.param_groups:
-            group["lr"] = cfg.lr * lr_factor(cfg, self.ctx.budget_fraction())  # type: ignore[arg-type]  # same keys
+        set_lr(self.optimizer, cfg, self.ctx.budget_fraction())
         if not self.model.training:  # predict() switched to eval
             self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
