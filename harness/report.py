@@ -13,7 +13,10 @@ Honesty rules, the same as the terminal table's (whose numbers this reuses throu
 to the mean; cells that did not complete are listed with their error; unknown numbers show
 as "—" or "null: reason", never as 0.
 
-Both output formats are rendered from one small document model (`Section` of `Text`,
+Sections: cells by status, results (every seed), one table per other group of `final.*`
+numbers (shift, continual, lm-eval, control...), figures per task, the memory ledger, the
+environment, and the claim verdicts (harness/report_claims.py). Both output formats are
+rendered from one small document model (`Section` of `Text`,
 `Table` and `Image` blocks), so the HTML and the Markdown cannot drift apart.
 """
 
@@ -21,10 +24,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import math
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,21 +34,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from harness.document import Block, CellValue, Image, Section, Styled, Table, Text, render_html, render_markdown, slug
+from harness.document import Block, Image, Section, Table, Text, render_html, render_markdown, slug
 from harness.registry import RegistryError, did_you_mean, get_task
+from harness.report_claims import CLAIMS_TARGET, claims_section
+from harness.report_format import MISSING, count, missing, num, plain, short
 from harness.store import ID_COLUMNS, INDEX_ID_COLUMNS, INDEX_NAME, RECORD_NAME, Store, StoreError
 from harness.summary import MIB, Row, summarise
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-CLAIMS_TARGET = "claims"
 STATUSES = ("completed", "diverged", "failed", "unsupported")
 FIGURE_PREFIX = "fig-"
 LEDGER_PREFIX = "memory.ledger.bytes."
 # The harness's own ledger categories, stacked in this order; method-declared ones follow, sorted.
 LEDGER_ORDER = ("parameters", "gradients", "optimizer_state", "saved_activations", "autocast_weight_copies")
-MISSING = "—"
 
 
 class ReportError(RuntimeError):
@@ -56,29 +56,6 @@ class ReportError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- document model
-
-
-# --------------------------------------------------------------------------- formatting
-
-
-def _missing(value: Any) -> bool:
-    if value is None or value is pd.NA:
-        return True
-    return isinstance(value, (float, np.floating)) and math.isnan(value)
-
-
-def _num(value: Any, spec: str) -> str:
-    """A number in `spec`, or "—" where it is unknown (never 0)."""
-    return MISSING if _missing(value) else format(value, spec)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars from parquet -> Python scalars, so records look as they did in JSON."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 # --------------------------------------------------------------------------- loading
@@ -95,13 +72,13 @@ def index_records(index: pd.DataFrame) -> list[dict[str, Any]]:
     for row in index.to_dict(orient="records"):
         record: dict[str, Any] = {}
         for key, value in row.items():
-            if _missing(value):
+            if missing(value):
                 continue
             *parents, leaf = key.split(".")
             node = record
             for part in parents:
                 node = node.setdefault(part, {})
-            node[leaf] = _plain(value)
+            node[leaf] = plain(value)
         records.append(record)
     return records
 
@@ -201,7 +178,7 @@ def method_variants(index: pd.DataFrame) -> pd.Series:
     for (_, method), group in index.groupby(["task_label", "method"]):
         varying = [c for c in config if group[c].astype(str).nunique() > 1]
         for position, row in group[varying].iterrows() if varying else ():
-            values = ", ".join(f"{_config_key(c)}={_g(_plain(v))}" for c, v in row.items() if not _missing(v))
+            values = ", ".join(f"{_config_key(c)}={short(plain(v))}" for c, v in row.items() if not missing(v))
             labels[position] = f"{method} ({values})"
     return labels
 
@@ -250,7 +227,7 @@ def per_seed_values(data: SuiteData) -> dict[tuple[str, str], str]:
     out = {}
     for (task, method), group in data.index.groupby(["task_label", "method"]):
         values = data.column(f"final.test.{data.metric(task)}", group)
-        parts = [f"s{_plain(seed)}: {status if _missing(value) else format(value, '.4f')}"
+        parts = [f"s{plain(seed)}: {status if missing(value) else format(value, '.4f')}"
                  for seed, status, value in sorted(zip(group["seed"], group["status"], values),
                                                    key=lambda t: t[0])]
         out[(task, method)] = ", ".join(parts)
@@ -314,7 +291,7 @@ def cells_section(data: SuiteData) -> Section:
     counts = data.index["status"].fillna("no status").value_counts()
     statuses = [*STATUSES, *sorted(set(counts.index) - set(STATUSES))]
     blocks: list[Block] = [
-        Text(f"Suite `{data.name}`: {_count(len(data.index), 'cell')} recorded under "
+        Text(f"Suite `{data.name}`: {count(len(data.index), 'cell')} recorded under "
              f"`{data.results_dir / data.name}`."),
         Table(("status", "cells"), tuple((s, str(int(counts.get(s, 0)))) for s in statuses)),
     ]
@@ -324,8 +301,8 @@ def cells_section(data: SuiteData) -> Section:
         return Section("Cells", tuple(blocks))
     blocks.append(Text("Cells that did not complete (the record holds the traceback where there is one):"))
     blocks.append(Table(("task", "method", "seed", "status", "error", "record"), tuple(
-        (str(r.task_label), str(r.method), str(_plain(r.seed)), str(r.status),
-         MISSING if _missing(r.error) else str(r.error), f"`{data.results_dir / data.name / r.run_id / RECORD_NAME}`")
+        (str(r.task_label), str(r.method), str(plain(r.seed)), str(r.status),
+         MISSING if missing(r.error) else str(r.error), f"`{data.results_dir / data.name / r.run_id / RECORD_NAME}`")
         for r in failed.itertuples())))
     return Section("Cells", tuple(blocks))
 
@@ -356,8 +333,8 @@ def results_section(data: SuiteData) -> Section:
     seeds = per_seed_values(data)
     rows = tuple(
         (r.task, r.method, f"{r.completed}/{r.seeds}", r.metric or MISSING, _mean_std(r), seeds[(r.task, r.method)],
-         _num(r.steps, ".0f"), _num(r.examples, ".0f"), _num(r.train_seconds, ".1f"), _num(r.step_ms, ".2f"),
-         _num(None if r.flops_per_step is None else r.flops_per_step / 1e9, ".3f"), _num(r.ledger_mib, ".2f"),
+         num(r.steps, ".0f"), num(r.examples, ".0f"), num(r.train_seconds, ".1f"), num(r.step_ms, ".2f"),
+         num(None if r.flops_per_step is None else r.flops_per_step / 1e9, ".3f"), num(r.ledger_mib, ".2f"),
          _measured(r), _energy(r))
         for r in data.rows)
     note = Text("Test metric of the validation-selected state: mean ± sample standard deviation over completed "
@@ -367,6 +344,43 @@ def results_section(data: SuiteData) -> Section:
                 "on a GPU, else the process's peak RSS (interpreter and data included). "
                 f"{MISSING} = unknown.")
     return Section("Results", (Table(RESULT_COLUMNS, rows), note))
+
+
+# `final.*` keys the results table already shows, or that only do bookkeeping.
+_FINAL_SHOWN = ("final.test.", "final.val.", "final.best_step", "final.metric")
+
+
+def _mean_std_n(values: pd.Series) -> str:
+    """`mean ± std (n)` of the known values, "—" when none is known."""
+    known = values.dropna()
+    if known.empty:
+        return MISSING
+    mean = float(known.mean())
+    spec = ".0f" if abs(mean) >= 1e4 else ".4g"
+    std = f" ± {float(known.std()):{spec}}" if len(known) > 1 else ""
+    return f"{mean:{spec}}{std} ({len(known)})"
+
+
+def further_metric_sections(data: SuiteData) -> list[Section]:
+    """Every other number under the records' `final` (shift scores, continual metrics, lm-eval
+    scores, control targets...), one table per first key, so a new kind of result shows up
+    in the report the day a task starts recording it."""
+    done = data.completed()
+    numeric = {c: pd.to_numeric(done[c], errors="coerce") for c in done.columns
+               if c.startswith("final.") and not c.startswith(_FINAL_SHOWN)}
+    groups: dict[str, list[str]] = {}
+    for column in sorted(c for c, values in numeric.items() if values.notna().any()):
+        groups.setdefault(column.split(".")[1], []).append(column)
+    sections = []
+    for group, columns in groups.items():
+        names = [c.removeprefix(f"final.{group}.") if c != f"final.{group}" else group for c in columns]
+        rows = tuple((str(task), str(method), *(_mean_std_n(numeric[c][g.index]) for c in columns))
+                     for (task, method), g in done.groupby(["task_label", "method"]))
+        sections.append(Section(f"Further results: {group}", (
+            Table(("task", "method", *names), rows),
+            Text(f"`final.{group}.*` of the completed records: mean ± sample std (seeds with a value); "
+                 f"{MISSING} = no record has it."))))
+    return sections
 
 
 # Figures drawn once per task: (section title, SuiteFigures field, caption, why a task has none).
@@ -421,8 +435,8 @@ _ENV_FIELDS = {"env.python": "python", "env.packages.torch": "torch", "env.platf
 
 def _distinct(values: pd.Series) -> str:
     """Each distinct value with the number of cells that had it; "—" for unknown."""
-    counts = values.map(lambda v: MISSING if _missing(v) else str(_plain(v))).value_counts()
-    return "; ".join(f"{value} ({_count(n, 'cell')})" for value, n in counts.items())
+    counts = values.map(lambda v: MISSING if missing(v) else str(plain(v))).value_counts()
+    return "; ".join(f"{value} ({count(n, 'cell')})" for value, n in counts.items())
 
 
 def environment_section(data: SuiteData) -> Section:
@@ -434,115 +448,9 @@ def environment_section(data: SuiteData) -> Section:
 
 
 def suite_sections(data: SuiteData, figures: SuiteFigures) -> list[Section]:
-    return [cells_section(data), results_section(data), *per_task_figure_sections(data, figures),
+    return [cells_section(data), results_section(data), *further_metric_sections(data),
+            *per_task_figure_sections(data, figures),
             ledger_section(data, figures), environment_section(data)]
-
-
-# --------------------------------------------------------------------------- claims
-
-
-def load_verdicts(results_dir: Path) -> list[dict[str, Any]]:
-    """Every verdict in results/claims/*.json, by claim id; an unreadable file becomes a row
-    that says so (verdict "unreadable") rather than disappearing from the report."""
-    verdicts = []
-    for path in sorted((results_dir / "claims").glob("*.json")):
-        try:
-            verdict = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(verdict, dict):
-                raise ValueError(f"it holds a JSON {type(verdict).__name__}, not an object")
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            verdict = {"verdict": "unreadable", "reason": f"{path} could not be read: {exc}"}
-        verdict.setdefault("claim", path.stem)
-        verdicts.append(verdict)
-    return sorted(verdicts, key=lambda v: str(v["claim"]))
-
-
-def _g(value: Any) -> str:
-    """A claim number: 4 significant digits, "—" when null."""
-    if _missing(value):
-        return MISSING
-    return format(value, ".4g") if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
-
-
-def _estimate(v: Mapping[str, Any]) -> str:
-    """`speedup = 1.3; expected >= 4`, or "—" when the file states neither quantity nor relation."""
-    if not v.get("quantity") and not v.get("relation") and _missing(v.get("estimate")):
-        return MISSING
-    expected = f"; expected {v['relation']}" if v.get("relation") else ""
-    return f"{v.get('quantity') or 'estimate'} = {_g(v.get('estimate'))}{expected}"
-
-
-def _interval(v: Mapping[str, Any]) -> str:
-    interval = v.get("interval")
-    if not isinstance(interval, (list, tuple)) or len(interval) != 2:
-        return MISSING
-    how = [f"{v['confidence']:.0%}"] if isinstance(v.get("confidence"), (int, float)) else []
-    how += [str(v["interval_method"])] if v.get("interval_method") else []
-    return f"[{_g(interval[0])}, {_g(interval[1])}]" + (f" ({', '.join(how)})" if how else "")
-
-
-def _per_seed(v: Mapping[str, Any]) -> str:
-    """Every seed's numbers as the verdict file gives them, whatever keys it uses."""
-    entries = v.get("per_seed") or []
-    return "\n".join(
-        f"seed {_g(e.get('seed'))}: " + ", ".join(f"{k} {_g(x)}" for k, x in e.items() if k != "seed")
-        if isinstance(e, Mapping) else str(e) for e in entries) or MISSING
-
-
-CLAIM_COLUMNS = ("claim", "statement", "verdict", "estimate", "interval", "reason / what it needs", "per seed",
-                 "verified")
-
-
-def _side(side: Any) -> str:
-    """A compared method as the verdict names it: `backprop (lr=0.003, optimizer=adamw)`."""
-    if not isinstance(side, Mapping):
-        return str(side)
-    config = side.get("config") or {}
-    settings = ", ".join(f"{k}={_g(v)}" for k, v in sorted(config.items()))
-    return f"{side.get('name', '?')}" + (f" ({settings})" if settings else "")
-
-
-def _statement(v: Mapping[str, Any]) -> str:
-    """The claim in words, where it comes from, and what was compared with what, where."""
-    parts = [str(v.get("statement") or MISSING)]
-    if v.get("source"):
-        parts.append(f"source: {v['source']}")
-    if v.get("method"):
-        baseline = v.get("baseline_used")
-        versus = f" vs {_side(baseline)}" if baseline else ""
-        where = "/".join(str(v[k]) for k in ("suite", "task") if v.get(k))
-        parts.append(f"compared: {_side(v['method'])}{versus}" + (f" on {where}" if where else ""))
-    return "\n".join(parts)
-
-
-def _reason(v: Mapping[str, Any]) -> str:
-    reason = str(v.get("reason") or MISSING)
-    needed = v.get("seeds_to_decide")
-    return reason + (f"\nabout {needed} seeds would decide it" if needed else "")
-
-
-def _claim_row(v: Mapping[str, Any]) -> tuple[CellValue, ...]:
-    verdict = str(v.get("verdict"))
-    return (str(v["claim"]), _statement(v), Styled(verdict, verdict), _estimate(v), _interval(v), _reason(v),
-            _per_seed(v), str(v.get("verified_at") or MISSING))
-
-
-def claims_section(results_dir: Path, suite: str | None = None) -> Section:
-    """Every verdict on file (or, in a suite's report, those on that suite), coloured, with
-    the interval and every seed behind it."""
-    verdicts = load_verdicts(results_dir)
-    if not verdicts:
-        return Section("Claims", (Text("No claim verified yet: run `bench claims verify all`."),))
-    shown = [v for v in verdicts if suite is None or v.get("suite") in (None, suite)]
-    others = len(verdicts) - len(shown)
-    elsewhere = f" {others} more on other suites: `bench report {CLAIMS_TARGET}`." if others else ""
-    if not shown:
-        return Section("Claims", (Text(f"No claim verdict on suite `{suite}`.{elsewhere}"),))
-    counts = pd.Series([str(v.get("verdict")) for v in shown]).value_counts()
-    summary = ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
-    return Section("Claims", (
-        Text(f"{_count(len(shown), 'claim verdict')} from `{results_dir / 'claims'}`: {summary}.{elsewhere}"),
-        Table(CLAIM_COLUMNS, tuple(_claim_row(v) for v in shown))))
 
 
 # --------------------------------------------------------------------------- building

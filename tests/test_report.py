@@ -49,6 +49,7 @@ batch_size: 64
 eval_every: 20
 device: cpu
 threads: 1
+shift: {enabled: true, noise: [0.3], rotation: [], translation: [1]}
 """
 FAILED_ERROR = "RuntimeError: out of memory while allocating the replay buffer (test fixture)"
 UNSUPPORTED_ERROR = "method backprop_replay supports ['lm'], not 'classify' tasks like digits (test fixture)"
@@ -178,6 +179,16 @@ def test_every_seed_value_and_every_failure_is_shown(report: Path, results: Path
         assert "process peak RSS" in text and "null: " in text  # measured kind and energy reason
         for label in ("completed", "diverged", "failed", "unsupported"):
             assert label in text
+
+
+def test_further_final_metrics_get_a_table_each(report: Path, results: Path) -> None:
+    """`final.shift.*` (and any other final.* group a task records) is reported, mean ± std (n)."""
+    page = report.read_text()
+    assert "Further results: shift" in page and "shifted.noise@0.3" in page
+    done = [r for r in _completed(results) if r["task_label"] == "mlp" and r["method"] == "backprop"]
+    values = [r["final"]["shift"]["gap"] for r in done]
+    mean = sum(values) / len(values)
+    assert f"{mean:.4g} ± " in page and f"({len(values)})" in page
 
 
 def test_claims_are_listed_with_verdict_interval_and_every_seed(report: Path) -> None:
