@@ -11,6 +11,7 @@ Keys of a suite (top level):
 
     description   free text
     tasks         {label: {task: <registered task>, <task config keys>...}}
+    task          a label or a list of labels: run only those tasks of the suite
     method        a method name, a list of names, or "all" (every registered method)
     method_options {method name: {<method config keys>...}}: suite defaults per method
     seeds         how many seeds (0..n-1), or an explicit list of seeds
@@ -55,7 +56,7 @@ from harness.registry import did_you_mean
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TOP_LEVEL_KEYS = (
-    "suite", "description", "tasks", "method", "method_options", "seeds", "budget", "batch_size",
+    "suite", "description", "tasks", "task", "method", "method_options", "seeds", "budget", "batch_size",
     "eval_every", "device", "threads", "meter", "launcher", "shift", "data_dir", "results_dir", "profile", "profiles",
 )
 DEVICES = ("auto", "cpu", "cuda")
@@ -342,7 +343,7 @@ def _validate(raw: dict[str, Any], profile: str | None, overrides: tuple[str, ..
     budget = _budget(raw.get("budget"))
     seeds = _seeds(raw.get("seeds", 1))
     device = coerce(raw.get("device", "auto"), Literal["auto", "cpu", "cuda"], "device")
-    tasks = _tasks(raw.get("tasks"), raw.get("data_dir"))
+    tasks = _select_tasks(_tasks(raw.get("tasks"), raw.get("data_dir")), raw.get("task"))
     methods = _methods(raw, tasks)
     return RunConfig(
         suite=str(raw["suite"]),
@@ -419,6 +420,21 @@ def _tasks(value: Any, data_dir: Any) -> tuple[TaskSpec, ...]:
             body.setdefault("data_dir", str(data_dir))
         specs.append(TaskSpec(str(label), name, build_dataclass(task_cls.Config, body, f"tasks.{label}")))
     return tuple(specs)
+
+
+def _select_tasks(tasks: tuple[TaskSpec, ...], selection: Any) -> tuple[TaskSpec, ...]:
+    """The tasks named by the `task` key (labels), in the suite's order; all when it is unset."""
+    if selection is None:
+        return tasks
+    wanted = [str(s) for s in (selection if isinstance(selection, (list, tuple)) else [selection])]
+    labels = [t.label for t in tasks]
+    for name in wanted:
+        if name not in labels:
+            raise ConfigError(f"task={name!r} is not a task label of this suite.{did_you_mean(name, labels)} "
+                              f"Labels: {', '.join(labels)}.")
+    if not wanted:
+        raise ConfigError(f"task=[] selects no task; name one or more of {', '.join(labels)}.")
+    return tuple(t for t in tasks if t.label in wanted)
 
 
 def _methods(raw: dict[str, Any], tasks: tuple[TaskSpec, ...]) -> tuple[MethodSpec, ...]:

@@ -1,6 +1,6 @@
 """`bench sweep`: a grid of runs, Hydra-multirun style, from ordinary `key=value` arguments.
 
-Every list-valued argument is an axis of the grid, except `method` and `seeds`, which
+Every list-valued argument is an axis of the grid, except `method`, `seeds` and `task`, which
 keep their meaning in a single run (every run already covers several methods and seeds):
 
     bench sweep suite=vision-vit method=[backprop,forward_forward] method.lr=[1e-3,3e-4] seeds=5
@@ -18,7 +18,7 @@ import yaml
 
 from harness.config import parse_overrides
 
-RUN_LEVEL_LISTS = frozenset({"method", "seeds"})
+RUN_LEVEL_LISTS = frozenset({"method", "seeds", "task"})
 
 
 def _as_argument(key: str, value: object) -> str:

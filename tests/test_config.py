@@ -86,12 +86,19 @@ def test_list_syntax_for_methods(suite: str) -> None:
         ("device=tpu", "device must be one of auto, cpu, cuda"),
         ("profile=fsat", 'Did you mean "fast"'),
         ("nonsense", "not of the form key=value"),
+        ("task=mpl", 'Did you mean "mlp"'),
+        ("task=[]", "selects no task"),
     ],
 )
 def test_bad_input_names_the_key_and_the_fix(suite: str, override: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         resolve([f"suite={suite}", override])
     assert expected in str(info.value)
+
+
+def test_task_key_selects_suite_tasks_by_label() -> None:
+    assert [t.label for t in resolve(["suite=vision-vit", "task=mlp"]).tasks] == ["mlp"]
+    assert [t.label for t in resolve(["suite=vision-vit", "task=[vit,mlp]"]).tasks] == ["vit", "mlp"]
 
 
 def test_unknown_suite_suggests_the_closest() -> None:
