@@ -12,7 +12,7 @@ Rewards and the target return are the same for every method.
   with probability `cue_validity` (else the other one). Entering an arm ends the episode:
   reward 1 and outcome "reward" in the rewarded arm, 0 and "loss" in the other. Two moves
   per episode, so the informed policy is cue then arm (expected return = cue_validity);
-  guessing scores 0.5. Differences from pymdp: there the cue is exact and the arms pay
+  guessing scores 0.5; running out of moves ends the trial (terminated, return 0). Differences from pymdp: there the cue is exact and the arms pay
   with probability 0.98; here the cue is noisy and the arms are exact (so `cue_validity`
   is the best achievable success rate), and arms end the episode.
   Modalities: location (4), outcome (none, reward, loss), cue (none, left, right).
@@ -137,7 +137,9 @@ class TMazeEnv:
         elif action in (LEFT, RIGHT):
             paid = (action - LEFT) == self.context
             outcome, reward, terminated = (REWARD, 1.0, True) if paid else (LOSS, 0.0, True)
-        return (action, outcome, cue), reward, terminated, not terminated and self.t >= self.config.max_steps
+        # the trial ends after its moves: the limit is part of the task (observations carry no
+        # clock), so it terminates rather than truncates, and no learner bootstraps past it
+        return (action, outcome, cue), reward, terminated or self.t >= self.config.max_steps, False
 
 
 @register_task("t_maze")
