@@ -4,6 +4,10 @@ Rules (the same for every method):
 
 - A *step* is one call to `Method.step` on one batch from the harness.
 - *examples* are the training examples the method reports consuming (`StepStats.examples`).
+- *env_steps* (control tasks only, harness/control.py): environment transitions, one per
+  `act` + environment step + `observe`. A control cell counts one step and one example per
+  environment step whatever the method does inside (a DQN replaying 128 stored transitions
+  has still drawn one new sample), so steps = examples = env_steps there.
 - *forward_equivalents* are the method's own count of full-model forward passes over
   its batch (`StepStats.forward_equivalents`); backprop counts ~3 per step.
 - *seconds* are wall seconds spent inside `Method.step` only (device-synchronised);
@@ -23,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-BUDGET_KINDS: tuple[str, ...] = ("steps", "examples", "forward_equivalents", "seconds", "flops", "joules")
+BUDGET_KINDS: tuple[str, ...] = ("steps", "examples", "forward_equivalents", "seconds", "flops", "joules", "env_steps")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Counters:
     seconds: float = 0.0
     flops: float | None = 0.0  # None while a step kind awaits its FLOP probe
     joules: float | None = None  # None where energy is not measured
+    env_steps: int = 0  # environment transitions (control cells; 0 elsewhere)
 
     def add(self, examples: int, forward_equivalents: float, seconds: float) -> None:
         self.steps += 1
@@ -84,4 +89,6 @@ def planned_steps(budget: Budget, batch_size: int) -> int | None:
         return int(math.ceil(budget.value))
     if budget.kind == "examples":
         return int(math.ceil(budget.value / batch_size))
+    if budget.kind == "env_steps":  # one step per environment step
+        return int(math.ceil(budget.value))
     return None

@@ -344,6 +344,7 @@ def _validate(raw: dict[str, Any], profile: str | None, overrides: tuple[str, ..
     seeds = _seeds(raw.get("seeds", 1))
     device = coerce(raw.get("device", "auto"), Literal["auto", "cpu", "cuda"], "device")
     tasks = _select_tasks(_tasks(raw.get("tasks"), raw.get("data_dir")), raw.get("task"))
+    _check_env_steps(budget, tasks)
     methods = _methods(raw, tasks)
     return RunConfig(
         suite=str(raw["suite"]),
@@ -386,6 +387,16 @@ def _budget(value: Any) -> Budget:
         return Budget(kind, amount)
     except ValueError as exc:
         raise ConfigError(f"{exc} (set e.g. budget.{kind}=1000).") from exc
+
+
+def _check_env_steps(budget: Budget, tasks: tuple[TaskSpec, ...]) -> None:
+    """budget.env_steps counts environment steps: a task without an environment never spends it."""
+    if budget.kind != "env_steps":
+        return
+    static = [t.label for t in tasks if getattr(registry.get_task(t.task), "kind", None) != "control"]
+    if static:
+        raise ConfigError(f"budget.env_steps counts environment steps, and tasks {', '.join(static)} are not "
+                          "control tasks; give them budget.steps or budget.examples (or run suite=control).")
 
 
 def _seeds(value: Any) -> tuple[int, ...]:

@@ -20,6 +20,8 @@ What the runner guarantees for every method alike:
 - Continual tasks (those with `experiences`) run in harness/continual.py on the same
   setup and loop (`start_cell`, `TrainLoop`): experiences in order, the accuracy
   matrix, and no selection (a continual learner keeps its last state).
+- Control tasks (kind "control") run in harness/control.py: the harness steps the
+  environment, the method acts and learns; scored online, last state.
 """
 
 from __future__ import annotations
@@ -128,6 +130,10 @@ def run_cell(cell: Cell, on_progress: ProgressCallback | None = None) -> dict[st
                 error=f"method {cell.method.name} supports {sorted(method_cls.supports)}, "
                 f"not {task.kind!r} tasks like {cell.task.task}",
             )
+        elif task.kind == "control":  # an environment: the method acts, the harness steps it
+            from harness.control import train_control  # it builds on this module's setup
+
+            record.update(train_control(cell, task, method_cls, on_progress))
         elif hasattr(task, "experiences"):  # a continual task: a sequence of experiences
             from harness.continual import train_continual  # it builds on this module's loop
 

@@ -3,7 +3,10 @@
 Built from the stored records (never from the run's memory), so a resumed run prints
 the same table as the one that trained everything. Continual cells (records with a
 `continual` section) get a third table: average accuracy, forgetting and the transfers
-as the mean with a 95% Student-t interval over seeds (harness/stats.py).
+as the mean with a 95% Student-t interval over seeds (harness/stats.py). Control cells
+(records with a `control` section) get one too: samples-to-target over the seeds that
+reached the target (and how many did), a lower bound counting the others at their whole
+budget, and the final moving-average return.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class Row:
     energy_note: str
     other_statuses: str
     continual: dict[str, Any] | None = None  # {"setting": str, metric: (mean, low, high) | None}
+    control: dict[str, Any] | None = None  # samples-to-target and return, (mean, low, high) | None
 
 
 MIB = 2**20
@@ -70,6 +74,28 @@ def _continual(done: list[dict[str, Any]]) -> dict[str, Any] | None:
         interval = t_interval(values) if values else None
         out[name] = None if interval is None else (interval.estimate, interval.low, interval.high)
     return out
+
+
+def _control(done: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Samples-to-target (reached seeds; and a bound over all) and final return, with 95% t intervals."""
+    cells = [r for r in done if r.get("control")]
+    if not cells:
+        return None
+    from harness.stats import t_interval
+
+    def interval(values: list[float]) -> tuple[float, float, float] | None:
+        if not values:
+            return None
+        i = t_interval(values)
+        return (i.estimate, i.low, i.high)
+
+    reached = [float(r["control"]["samples_to_target"]) for r in cells if r["control"]["samples_to_target"] is not None]
+    bound = [float(r["control"]["samples_to_target"] or r["counters"]["env_steps"]) for r in cells]
+    returns = [float(r["final"]["test"]["return"]) for r in cells if r["final"]["test"].get("return") is not None]
+    return {"samples_to_target": interval(reached), "reached": len(reached), "seeds": len(cells),
+            "lower_bound": statistics.fmean(bound) if len(reached) < len(cells) else None,
+            "return": interval(returns), "target": cells[0]["control"]["target_return"],
+            "window": cells[0]["control"]["window"]}
 
 
 def summarise(records: list[dict[str, Any]]) -> list[Row]:
@@ -108,6 +134,7 @@ def summarise(records: list[dict[str, Any]]) -> list[Row]:
                               if r.get("energy") and r["energy"].get("joules") is None), ""),
             other_statuses=", ".join(f"{n} {s}" for s, n in sorted(others.items())),
             continual=_continual(done),
+            control=_control(done),
         ))
     return sorted(rows, key=lambda r: (r.task, r.method))
 
@@ -116,12 +143,29 @@ def _fmt(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
-def _interval(value: tuple[float, float, float] | None) -> str:
+def _interval(value: tuple[float, float, float] | None, spec: str = ".3f") -> str:
     """'mean ± half-width' of a (symmetric) t interval; the mean alone for one seed."""
     if value is None:
         return "—"
     mean, low, high = value
-    return f"{mean:.3f}" if not math.isfinite(low) else f"{mean:.3f} ± {(high - low) / 2:.3f}"
+    return format(mean, spec) if not math.isfinite(low) else f"{mean:{spec}} ± {(high - low) / 2:{spec}}"
+
+
+def _control_table(rows: list[Row], title: str) -> Table:
+    targets = "; ".join(f"{r.task}: {r.control['target']} over {r.control['window']} episodes"
+                        for r in {r.task: r for r in rows if r.control}.values() if r.control)
+    table = Table(title=f"{title}: control, environment steps to the target return, mean ± 95% t interval over seeds",
+                  caption=f"targets (moving-average return of the training episodes): {targets}. "
+                          "samples-to-target is over the seeds that reached it; '≥' counts the others at their whole "
+                          "budget (a lower bound). Return: moving average at the end of the budget.")
+    for column in ("task", "method", "samples-to-target", "reached", "≥ all seeds", "final return"):
+        table.add_column(column, justify="left" if column in ("task", "method") else "right", no_wrap=True)
+    for row in rows:
+        c = row.control
+        assert c is not None
+        table.add_row(row.task, row.method, _interval(c["samples_to_target"], ".0f"), f"{c['reached']}/{c['seeds']}",
+                      "—" if c["lower_bound"] is None else f"≥ {c['lower_bound']:.0f}", _interval(c["return"]))
+    return table
 
 
 def render(rows: list[Row], title: str) -> list[Table]:
@@ -130,6 +174,8 @@ def render(rows: list[Row], title: str) -> list[Table]:
     state = "the validation-selected state"
     if any(r.continual for r in rows):
         state = "the last state" if all(r.continual for r in rows) else state + " (continual cells: the last state)"
+    if rows and all(r.control for r in rows if r.completed):
+        state = "the training episodes (online, last state)"
     results = Table(title=f"{title}: test {', '.join(metrics) or 'metric'} of {state}")
     for column in ("task", "method", "test (mean ± std)", "seeds", "steps", "examples", "train s", "not completed"):
         results.add_column(column, justify="left" if column in ("task", "method", "not completed") else "right")
@@ -151,9 +197,11 @@ def render(rows: list[Row], title: str) -> list[Table]:
         cost.add_row(row.task, row.method, _fmt(row.step_ms, ".2f"),
                      _fmt(None if row.flops_per_step is None else row.flops_per_step / 1e9, ".4f"),
                      _fmt(row.ledger_mib, ".2f"), _fmt(row.measured_mib, ".0f"), _fmt(row.energy_j, ".1f"))
+    control_rows = [r for r in rows if r.control]
+    extra = [_control_table(control_rows, title)] if control_rows else []
     continual_rows = [r for r in rows if r.continual]
     if not continual_rows:
-        return [results, cost]
+        return [results, cost, *extra]
     by_task = {r.task: r.continual["setting"] for r in continual_rows if r.continual}
     settings = "; ".join(f"{task}: {setting}" for task, setting in by_task.items())
     continual = Table(title=f"{title}: continual learning (last state), mean ± 95% t interval over seeds",
@@ -164,4 +212,4 @@ def render(rows: list[Row], title: str) -> list[Table]:
     for row in continual_rows:
         assert row.continual is not None
         continual.add_row(row.task, row.method, *(_interval(row.continual[name]) for name in CONTINUAL_METRICS))
-    return [results, cost, continual]
+    return [results, cost, continual, *extra]

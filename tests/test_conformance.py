@@ -73,3 +73,32 @@ def test_state_dict_round_trips(method: str, tiny_suite) -> None:
     inputs = next(batches).inputs
     fresh.load_state_dict(trained.state_dict())
     assert torch.allclose(trained.predict(inputs), fresh.predict(inputs))
+
+
+CONTROL_SUITE = """tasks: {maze: {task: t_maze}}
+method: backprop
+seeds: 1
+budget: {env_steps: 40}
+batch_size: 1
+eval_every: 10
+device: cpu
+threads: 1
+"""
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_control_method_honours_the_contract(method: str, tmp_path) -> None:
+    """Methods that support "control": the env_steps budget met exactly, finite losses, same seed same run."""
+    path = tmp_path / "control.yaml"
+    path.write_text(CONTROL_SUITE)
+    (cell,) = plan(resolve([f"suite={path}", f"method={method}"]))
+    record = run_cell(cell)
+    if record["status"] == "unsupported":
+        pytest.skip(record["error"])
+    assert record["status"] == "completed", record.get("traceback") or record.get("error")
+    assert record["counters"]["env_steps"] == record["counters"]["steps"] == 40
+    losses = [p["train_loss"] for p in record["curve"] if p["train_loss"] is not None]
+    assert all(math.isfinite(loss) for loss in losses)
+    again = run_cell(cell)
+    assert again["control"]["episode_returns"] == record["control"]["episode_returns"]
+    assert [p["train_loss"] for p in again["curve"]] == [p["train_loss"] for p in record["curve"]]

@@ -1,0 +1,128 @@
+"""Control: the env_steps budget, the harness-owned environment loop, baselines that learn, the table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness import registry
+from harness.config import ConfigError, resolve
+from harness.interface import TaskDataError
+from harness.plan import plan
+from harness.quantities import QUANTITIES
+from harness.runner import run_cell
+from harness.summary import render, summarise
+from suites.tasks.control_envs import ControlConfig, ControlTaskBase, FrozenLakeTask, TMazeTask
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class BanditConfig(ControlConfig):
+    window: int = 20
+
+
+class BanditEnv:
+    """One step per episode; action 1 pays 1, action 0 pays 0; the observation says nothing."""
+
+    def reset(self):
+        return (0,)
+
+    def step(self, action):
+        return (0,), float(action == 1), True, False
+
+
+class BanditTask(ControlTaskBase):
+    Config = BanditConfig
+    observation_counts = (1,)
+    action_count = 2
+
+    def make_env(self, seed):
+        return BanditEnv()
+
+
+def _suite(tmp_path: Path, tasks: str, budget: int, methods: str = "[dqn, policy_gradient]", seeds: int = 1) -> str:
+    path = tmp_path / "control_tiny.yaml"
+    path.write_text(f"tasks: {tasks}\nmethod: {methods}\nseeds: {seeds}\nbudget: {{env_steps: {budget}}}\n"
+                    "batch_size: 1\neval_every: 50\ndevice: cpu\nthreads: 1\n")
+    return str(path)
+
+
+def test_env_steps_budget_is_met_exactly_and_counted_as_steps_and_examples(tmp_path) -> None:
+    (cell,) = plan(resolve([f"suite={_suite(tmp_path, '{maze: {task: t_maze}}', 251, 'dqn')}"]))
+    record = run_cell(cell)
+    assert record["status"] == "completed", record.get("traceback")
+    counters = record["counters"]
+    assert counters["env_steps"] == counters["steps"] == counters["examples"] == 251
+    assert record["curve"][-1]["env_steps"] == 251
+    control = record["control"]
+    assert sum(1 for _ in control["episode_returns"]) == control["episodes"] == len(control["episode_end_steps"])
+    assert control["episode_end_steps"][-1] <= 251
+    if control["samples_to_target"] is None:  # 251 steps is about 125 trials: a window of 100 barely fits
+        assert "target" in control["samples_to_target_reason"] or "episodes" in control["samples_to_target_reason"]
+
+
+def test_env_steps_budget_is_refused_for_tasks_without_an_environment(tiny_suite) -> None:
+    with pytest.raises(ConfigError, match="not control tasks"):
+        resolve([f"suite={tiny_suite()}", "budget.env_steps=100"])
+
+
+def test_dqn_and_policy_gradient_learn_a_two_armed_bandit(tmp_path, monkeypatch) -> None:
+    registry.discover()
+    monkeypatch.setitem(registry._TASKS, "bandit_test", type("Bandit", (BanditTask,), {"name": "bandit_test"}))
+    cells = plan(resolve([f"suite={_suite(tmp_path, '{bandit: {task: bandit_test}}', 400)}"]))
+    for cell in cells:
+        record = run_cell(cell)
+        assert record["status"] == "completed", record.get("traceback")
+        returns = record["control"]["episode_returns"]
+        assert sum(returns[:20]) / 20 < 0.85  # it starts by exploring
+        assert sum(returns[-50:]) / 50 >= 0.9, cell.method.name  # and ends choosing the paying arm
+        assert record["control"]["samples_to_target"] is not None
+
+
+def test_frozen_lake_without_gymnasium_says_how_to_install_it(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "gymnasium", None)  # import gymnasium now raises ImportError
+    with pytest.raises(TaskDataError, match=r"pip install -e '\.\[control\]'"):
+        FrozenLakeTask().check_available()
+
+
+def test_t_maze_cue_is_valid_as_often_as_configured() -> None:
+    env = TMazeTask(TMazeTask.Config(cue_validity=0.8)).make_env(0)
+    valid = 0
+    for _ in range(2000):
+        env.reset()
+        (_, _, cue), _, _, _ = env.step(1)
+        valid += (cue - 1) == env.context
+    assert 0.77 < valid / 2000 < 0.83
+
+
+def test_bench_run_on_the_control_suite_prints_and_records_samples_to_target(tmp_path) -> None:
+    results = tmp_path / "results"
+    args = [sys.executable, "-m", "harness.cli", "run", "suite=control", "method=[active_inference,dqn,policy_gradient]",
+            "tasks={t_maze: {task: t_maze, cue_validity: 0.95}}", "seeds=1", "budget.env_steps=250", "threads=1",
+            f"results_dir={results}"]
+    out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "samples-to-target" in out.stdout and "environment steps to the target return" in out.stdout
+    records = [json.loads(p.read_text()) for p in (results / "control").glob("*/record.json")]
+    assert len(records) == 3
+    ai = [r for r in records if r["method"] == "active_inference"]
+    assert all(r["control"]["samples_to_target"] == 200 for r in ai)  # the model is given: the first full window
+    assert all(r["control"]["agent"]["variant"] == "discrete" for r in ai)
+    # the claim quantity reads the same number off the curve
+    ratio = QUANTITIES["samples_ratio"]
+    assert all(ratio.read(r, 0.9) == r["control"]["samples_to_target"] for r in ai)
+    tables = render(summarise(records), "control")
+    assert len(tables) == 3  # results, cost, control
+
+
+def test_curves_are_reproducible_per_seed(tmp_path) -> None:
+    (cell,) = plan(resolve([f"suite={_suite(tmp_path, '{grid: {task: grid_world}}', 120, 'policy_gradient')}"]))
+    first, second = run_cell(cell), run_cell(cell)
+    assert first["control"]["episode_returns"] == second["control"]["episode_returns"]
+    assert [p["train_loss"] for p in first["curve"]] == [p["train_loss"] for p in second["curve"]]
