@@ -50,7 +50,7 @@ from lm_eval.api.model import TemplateLM  # noqa: E402
 from lm_eval.api.registry import register_model  # noqa: E402
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window  # noqa: E402
 
-MODEL_STATE = "model.pt"
+from harness.runner import MODEL_STATE  # noqa: E402  (saved by the runner beside record.json)
 DEFAULT_BATCH = 64
 DEFAULT_MAX_GEN = 256
 BOOTSTRAP_ITERS = 1000  # for the stderr of bits_per_byte and perplexities (acc's stderr is analytic)

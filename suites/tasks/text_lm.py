@@ -115,6 +115,16 @@ class TextLMTask:
 
     # ------------------------------------------------------------------- data
 
+    @classmethod
+    def fetch_data(cls, data_dir: str | None = None, force: bool = False) -> dict[str, Any]:
+        """`bench data <task>`: fetch the texts, write the manifest and the lm-eval pack; what is where."""
+        if cls.corpus is None:
+            raise TaskDataError("task `text` reads your own text (source=local path=...): nothing to fetch.")
+        directory = text_corpus.fetch_shakespeare(data_dir, force)
+        pack = lm_eval_pack.ensure_pack(data_dir)
+        return {"directory": str(directory), "splits": text_corpus.describe_manifest(data_dir),
+                "manifest": str(directory / "manifest.json"), "lm_eval_pack": {k: str(v) for k, v in pack.items()}}
+
     @property
     def context(self) -> int:
         return self.config.model.context
