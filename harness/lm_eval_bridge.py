@@ -32,10 +32,12 @@ cached.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +71,14 @@ class BenchLM(TemplateLM):
                  device: str | torch.device | None = None, batch_size: int | str | None = None,
                  max_batch_size: int | None = None, max_gen_toks: int = DEFAULT_MAX_GEN, **unused: Any) -> None:
         super().__init__()
+        if device is None or (str(device).startswith("cuda") and not torch.cuda.is_available()):
+            device = "cpu"  # lm-eval's CLI asks for cuda by default; a CPU-only machine still evaluates
         if run is not None:
-            task, predict, self.record = load_run(str(run), Path(results_dir), device or "cpu")
+            task, predict, self.record = load_run(str(run), Path(results_dir), device)
         elif task is None or predict is None:
             raise ValueError("BenchLM needs run=<run id> (a finished run in results_dir) or task= and predict=.")
         self.task, self.predict = task, predict
-        self._device = torch.device(device or "cpu")
+        self._device = torch.device(device)
         self.batch_size = int(batch_size) if str(batch_size).isdigit() and int(str(batch_size)) > 0 else DEFAULT_BATCH
         self.max_gen_toks = int(max_gen_toks)
 
@@ -108,6 +112,9 @@ class BenchLM(TemplateLM):
             logp = F.log_softmax(logits, dim=-1).cpu()
             out.extend(logp[i, :len(r)] for i, r in enumerate(chunk))
         return out
+
+    def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        return super().loglikelihood(requests, disable_tqdm=True)  # our batches are few and fast: no bar
 
     def _loglikelihood_tokens(self, requests: list[tuple[Any, list[int], list[int]]],
                               disable_tqdm: bool = False, **kwargs: Any) -> list[tuple[float, bool]]:
@@ -230,9 +237,27 @@ def run_lm_eval(model: Any, names: list[str], include_path: Path, metadata: dict
     pack = {p.stem for p in Path(include_path).glob("*.yaml")}
     manager = TaskManager(include_path=str(include_path), include_defaults=any(n not in pack for n in names),
                           metadata=metadata)
-    out = lm_eval.simple_evaluate(model=model, tasks=names, task_manager=manager, limit=limit,
-                                  bootstrap_iters=BOOTSTRAP_ITERS, log_samples=False, verbosity="ERROR")
+    with _quiet():
+        out = lm_eval.simple_evaluate(model=model, tasks=names, task_manager=manager, limit=limit,
+                                      bootstrap_iters=BOOTSTRAP_ITERS, log_samples=False, verbosity="ERROR")
     return {name: clean_metrics(values) for name, values in out["results"].items()}
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """lm-eval's warnings and progress bars would bury the run's own display: errors only, no bars."""
+    logger = logging.getLogger("lm_eval")
+    level, bars = logger.level, os.environ.get("TQDM_DISABLE")
+    logger.setLevel(logging.ERROR)
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if bars is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = bars
 
 
 def clean_metrics(values: dict[str, Any]) -> dict[str, float | None]:

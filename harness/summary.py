@@ -3,7 +3,9 @@
 Built from the stored records (never from the run's memory), so a resumed run prints
 the same table as the one that trained everything. Continual cells (records with a
 `continual` section) get a third table: average accuracy, forgetting and the transfers
-as the mean with a 95% Student-t interval over seeds (harness/stats.py).
+as the mean with a 95% Student-t interval over seeds (harness/stats.py). Language-model
+cells (records with `final.lm_eval`) get an lm-eval table: validation and test bits per
+byte and, per lm-eval task, acc / acc_norm / bits_per_byte with lm-eval's stderr.
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ class Row:
     energy_note: str
     other_statuses: str
     continual: dict[str, Any] | None = None  # {"setting": str, metric: (mean, low, high) | None}
+    lm: dict[str, Any] | None = None  # {"val": mean, "tasks": {lm-eval task: {metric: (mean, stderr)}}}
 
 
 MIB = 2**20
 CONTINUAL_METRICS = {"average_accuracy": "average acc.", "forgetting": "forgetting", "bwt": "BWT", "fwt": "FWT"}
+LM_EVAL_METRICS = ("acc", "acc_norm", "bits_per_byte")
 
 
 def _measured_bytes(record: dict[str, Any]) -> tuple[float | None, str]:
@@ -70,6 +74,25 @@ def _continual(done: list[dict[str, Any]]) -> dict[str, Any] | None:
         interval = t_interval(values) if values else None
         out[name] = None if interval is None else (interval.estimate, interval.low, interval.high)
     return out
+
+
+def _lm(done: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Validation metric and lm-eval scores, each the mean over seeds (stderr: lm-eval's, averaged)."""
+    cells = [r for r in done if (r.get("final") or {}).get("lm_eval") is not None]
+    if not cells:
+        return None
+    tasks: dict[str, dict[str, tuple[float, float | None]]] = {}
+    names = sorted({name for r in cells for name in r["final"]["lm_eval"].get("tasks", {})})
+    for name in names:
+        scores = [r["final"]["lm_eval"]["tasks"].get(name, {}) for r in cells]
+        for metric in LM_EVAL_METRICS:
+            values = [s[metric] for s in scores if s.get(metric) is not None]
+            errors = [s[f"{metric}_stderr"] for s in scores if s.get(f"{metric}_stderr") is not None]
+            if values:
+                tasks.setdefault(name, {})[metric] = (statistics.fmean(values), _mean(errors))
+    val = _mean([r["final"]["val"][r["final"]["metric"]] for r in cells])
+    reasons = sorted({r["final"]["lm_eval"]["reason"] for r in cells if r["final"]["lm_eval"].get("reason")})
+    return {"val": val, "tasks": tasks, "reason": "; ".join(reasons)}
 
 
 def summarise(records: list[dict[str, Any]]) -> list[Row]:
@@ -108,6 +131,7 @@ def summarise(records: list[dict[str, Any]]) -> list[Row]:
                               if r.get("energy") and r["energy"].get("joules") is None), ""),
             other_statuses=", ".join(f"{n} {s}" for s, n in sorted(others.items())),
             continual=_continual(done),
+            lm=_lm(done),
         ))
     return sorted(rows, key=lambda r: (r.task, r.method))
 
@@ -151,9 +175,12 @@ def render(rows: list[Row], title: str) -> list[Table]:
         cost.add_row(row.task, row.method, _fmt(row.step_ms, ".2f"),
                      _fmt(None if row.flops_per_step is None else row.flops_per_step / 1e9, ".4f"),
                      _fmt(row.ledger_mib, ".2f"), _fmt(row.measured_mib, ".0f"), _fmt(row.energy_j, ".1f"))
+    tables = [results, cost]
+    if any(r.lm for r in rows):
+        tables.append(_lm_table(rows, title))
     continual_rows = [r for r in rows if r.continual]
     if not continual_rows:
-        return [results, cost]
+        return tables
     by_task = {r.task: r.continual["setting"] for r in continual_rows if r.continual}
     settings = "; ".join(f"{task}: {setting}" for task, setting in by_task.items())
     continual = Table(title=f"{title}: continual learning (last state), mean ± 95% t interval over seeds",
@@ -164,4 +191,31 @@ def render(rows: list[Row], title: str) -> list[Table]:
     for row in continual_rows:
         assert row.continual is not None
         continual.add_row(row.task, row.method, *(_interval(row.continual[name]) for name in CONTINUAL_METRICS))
-    return [results, cost, continual]
+    return [*tables, continual]
+
+
+def _score(value: tuple[float, float | None] | None) -> str:
+    if value is None:
+        return "—"
+    mean, stderr = value
+    return f"{mean:.3f}" if stderr is None else f"{mean:.3f} ± {stderr:.3f}"
+
+
+def _lm_table(rows: list[Row], title: str) -> Table:
+    """One line per (task, method, lm-eval task): bits per byte of the harness, then lm-eval's scores."""
+    table = Table(title=f"{title}: language models, the validation-selected state",
+                  caption="val/test bpb: bits per byte of the harness's own evaluation (mean over seeds). lm-eval "
+                          "columns: the mean over seeds ± lm-eval's stderr (over documents; mean over seeds).")
+    for column in ("task", "method", "val bpb", "test bpb", "lm-eval task", *LM_EVAL_METRICS):
+        table.add_column(column, justify="left" if column in ("task", "method", "lm-eval task") else "right",
+                         no_wrap=True)
+    for row in rows:
+        if not row.lm:
+            continue
+        tasks = row.lm["tasks"] or {"—": {}}
+        for i, (name, scores) in enumerate(tasks.items()):
+            first = i == 0
+            table.add_row(row.task if first else "", row.method if first else "",
+                          _fmt(row.lm["val"], ".3f") if first else "", _fmt(row.test_mean, ".3f") if first else "",
+                          name, *(_score(scores.get(m)) for m in LM_EVAL_METRICS))
+    return table

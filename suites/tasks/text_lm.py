@@ -207,7 +207,17 @@ class TextLMTask:
             "model_config": dataclasses.asdict(model),
             "parameters": decoder_parameter_count(model, VOCAB_SIZE),
             "init_from": self.config.init_from,
+            # the baseline every model must beat: bits per byte of the test split under the
+            # training split's byte frequencies (add-one smoothed), i.e. a unigram model
+            "unigram_test_bits_per_byte": unigram_bits_per_byte(s.train, s.test),
         }
+
+
+def unigram_bits_per_byte(train: Tensor, test: Tensor) -> float:
+    """Cross-entropy (bits per byte) of `test` under byte frequencies counted on `train`, add-one smoothed."""
+    counts = torch.bincount(train.long(), minlength=VOCAB_SIZE).double() + 1.0
+    log2p = torch.log2(counts / counts.sum())
+    return float(-(torch.bincount(test.long(), minlength=VOCAB_SIZE).double() * log2p).sum() / len(test))
 
 
 def windows(data: Tensor, starts: Tensor, t: int) -> Batch:
