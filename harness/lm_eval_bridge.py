@@ -245,19 +245,25 @@ def run_lm_eval(model: Any, names: list[str], include_path: Path, metadata: dict
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """lm-eval's warnings and progress bars would bury the run's own display: errors only, no bars."""
+    """lm-eval's warnings and per-document progress bars would bury the run's own display.
+
+    Its loggers are set to errors only; its request-building bar (`lm_eval.api.task.tqdm`,
+    which reads no switch of ours) is swapped for a disabled one while lm-eval runs.
+    """
+    import functools
+
+    import lm_eval.api.task as task_module
+    from tqdm import tqdm
+
     logger = logging.getLogger("lm_eval")
-    level, bars = logger.level, os.environ.get("TQDM_DISABLE")
+    level, bar = logger.level, task_module.tqdm
     logger.setLevel(logging.ERROR)
-    os.environ["TQDM_DISABLE"] = "1"
+    task_module.tqdm = functools.partial(tqdm, disable=True)
     try:
         yield
     finally:
         logger.setLevel(level)
-        if bars is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = bars
+        task_module.tqdm = bar
 
 
 def clean_metrics(values: dict[str, Any]) -> dict[str, float | None]:

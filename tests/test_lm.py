@@ -170,3 +170,18 @@ def test_init_from_must_name_a_task_of_the_suite(tmp_path: Path, capsys) -> None
     code = main(["run", f"suite={suite}", "tasks.milton.init_from=shakspeare", f"results_dir={tmp_path / 'r'}"])
     err = capsys.readouterr().err
     assert code == 2 and "init_from" in err and 'Did you mean "shakespeare"' in err
+
+
+def test_targets_of_lower_is_better_metrics_count_as_reached_from_above() -> None:
+    """Epochs-to-target on bits per byte: the first evaluation at or *below* the target."""
+    from harness.quantities import QUANTITIES, reached
+
+    def record(curve: list[float]) -> dict:
+        points = [{"examples": 100 * (i + 1), "val_metric": v} for i, v in enumerate(curve)]
+        return {"curve": points, "counters": {"examples": 100 * len(curve)},
+                "final": {"metric": "bits_per_byte", "higher_is_better": False}}
+
+    fast, slow = record([3.0, 2.4, 2.2, 2.1]), record([3.5, 3.0, 2.6, 2.4])
+    assert reached(fast, 2.4) and reached(slow, 2.4) and not reached(slow, 2.3)
+    read = QUANTITIES["samples_ratio"].read
+    assert read(fast, 2.4) == 200 and read(slow, 2.4) == 400  # slow / fast = 2: "half the epochs"
