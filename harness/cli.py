@@ -88,6 +88,12 @@ class _Display:
             final = record["final"]
             detail += f" test {final['metric']} {final['test'][final['metric']]:.4f}, " \
                       f"{record['timing']['train_seconds']:.1f} s"
+            if final.get("lm_eval") is not None:  # LM cells: the validation metric and lm-eval's scores too
+                detail += f"; val {final['metric']} {final['val'][final['metric']]:.4f}"
+            for name, scores in ((final.get("lm_eval") or {}).get("tasks") or {}).items():
+                shown = [f"{m} {scores[m]:.4f}" + (f" ± {scores[m + '_stderr']:.4f}" if scores.get(m + "_stderr")
+                                                   else "") for m in ("acc", "bits_per_byte") if m in scores]
+                detail += f"; {name} {', '.join(shown)}"
         elif record.get("error"):
             detail += " " + record["error"].splitlines()[0]
         self.progress.console.print(f"[{colour}]{status}[/] {cell}{detail}", highlight=False)

@@ -79,7 +79,9 @@ class BenchLM(TemplateLM):
             raise ValueError("BenchLM needs run=<run id> (a finished run in results_dir) or task= and predict=.")
         self.task, self.predict = task, predict
         self._device = torch.device(device)
-        self.batch_size = int(batch_size) if str(batch_size).isdigit() and int(str(batch_size)) > 0 else DEFAULT_BATCH
+        # Sequences per forward pass. Scores do not depend on it (right padding, causal model); lm-eval's
+        # CLI passes 1 unless told otherwise, which would make a CPU run crawl, so 1 means the default.
+        self.batch_size = int(batch_size) if str(batch_size).isdigit() and int(str(batch_size)) > 1 else DEFAULT_BATCH
         self.max_gen_toks = int(max_gen_toks)
 
     # ------------------------------------------------------------- tokenisation
@@ -194,6 +196,8 @@ def load_run(run: str, results_dir: Path, device: str | torch.device = "cpu") ->
 
     path = find_record(run, results_dir)
     record = json.loads(path.read_text())
+    if record.get("threads"):  # as many CPU threads as the run had: two on a busy 2-core machine crawl
+        torch.set_num_threads(int(record["threads"]))
     if record.get("status") != "completed":
         raise BenchRunError(f"run {run} is {record.get('status')!r}, not completed ({record.get('error')}).")
     state_path = path.parent / MODEL_STATE
