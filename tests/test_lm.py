@@ -185,3 +185,14 @@ def test_targets_of_lower_is_better_metrics_count_as_reached_from_above() -> Non
     assert reached(fast, 2.4) and reached(slow, 2.4) and not reached(slow, 2.3)
     read = QUANTITIES["samples_ratio"].read
     assert read(fast, 2.4) == 200 and read(slow, 2.4) == 400  # slow / fast = 2: "half the epochs"
+
+
+@pytest.mark.skipif(not (text_corpus.default_data_root() / "shakespeare" / "manifest.json").is_file(),
+                    reason="the real texts are not fetched on this machine (`bench data shakespeare`)")
+def test_real_texts_when_fetched_split_as_documented() -> None:
+    """On a machine where `bench data shakespeare` ran: 42 works 33/4/5, and a unigram baseline near 4.8 bits."""
+    _, documents = text_corpus.read_manifest(None)
+    plays = [d.split for d in documents if d.corpus == "shakespeare" and d.split != "excluded"]
+    assert (plays.count("train"), plays.count("val"), plays.count("test")) == (33, 4, 5)
+    task = ShakespeareTask(TextLMConfig(lm_eval_tasks=()))
+    assert 4.5 < unigram_bits_per_byte(task.splits.train, task.splits.test) < 5.0
