@@ -45,17 +45,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # the pack is local; never reach for the hub by accident
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from lm_eval.api.model import TemplateLM
+from lm_eval.api.registry import register_model
+from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
-from lm_eval.api.model import TemplateLM  # noqa: E402
-from lm_eval.api.registry import register_model  # noqa: E402
-from lm_eval.utils import get_rolling_token_windows, make_disjoint_window  # noqa: E402
+from harness.runner import MODEL_STATE  # saved by the runner beside record.json
 
-from harness.runner import MODEL_STATE  # noqa: E402  (saved by the runner beside record.json)
 DEFAULT_BATCH = 64
 DEFAULT_MAX_GEN = 256
-BOOTSTRAP_ITERS = 1000  # for the stderr of bits_per_byte and perplexities (acc's stderr is analytic)
+BOOTSTRAP_ITERS = 1000  # for metrics whose stderr lm-eval bootstraps (acc's is analytic; bits_per_byte has none)
 
 
 class BenchRunError(RuntimeError):
@@ -69,8 +67,11 @@ class BenchLM(TemplateLM):
     def __init__(self, run: str | None = None, results_dir: str | Path = "results", *,
                  task: Any = None, predict: Callable[[Tensor], Tensor] | None = None,
                  device: str | torch.device | None = None, batch_size: int | str | None = None,
-                 max_batch_size: int | None = None, max_gen_toks: int = DEFAULT_MAX_GEN, **unused: Any) -> None:
+                 max_batch_size: int | None = None, max_gen_toks: int = DEFAULT_MAX_GEN, **unknown: Any) -> None:
         super().__init__()
+        if unknown:  # a misspelt --model_args key must not be ignored silently
+            raise ValueError(f"the bench model has no argument(s) {', '.join(sorted(unknown))}; it takes run, "
+                             "results_dir, max_gen_toks (and lm-eval's batch_size, device).")
         if device is None or (str(device).startswith("cuda") and not torch.cuda.is_available()):
             device = "cpu"  # lm-eval's CLI asks for cuda by default; a CPU-only machine still evaluates
         if run is not None:

