@@ -91,8 +91,12 @@ def _lm(done: list[dict[str, Any]]) -> dict[str, Any] | None:
             if values:
                 tasks.setdefault(name, {})[metric] = (statistics.fmean(values), _mean(errors))
     val = _mean([r["final"]["val"][r["final"]["metric"]] for r in cells])
+    info = [r.get("task_info") or {} for r in cells]
+    epochs = _mean([r["counters"]["examples"] / i["windows_per_epoch"] for r, i in zip(cells, info)
+                    if i.get("windows_per_epoch")])
+    unigram = _mean([i["unigram_test_bits_per_byte"] for i in info if i.get("unigram_test_bits_per_byte") is not None])
     reasons = sorted({r["final"]["lm_eval"]["reason"] for r in cells if r["final"]["lm_eval"].get("reason")})
-    return {"val": val, "tasks": tasks, "reason": "; ".join(reasons)}
+    return {"val": val, "epochs": epochs, "unigram": unigram, "tasks": tasks, "reason": "; ".join(reasons)}
 
 
 def summarise(records: list[dict[str, Any]]) -> list[Row]:
@@ -177,7 +181,7 @@ def render(rows: list[Row], title: str) -> list[Table]:
                      _fmt(row.ledger_mib, ".2f"), _fmt(row.measured_mib, ".0f"), _fmt(row.energy_j, ".1f"))
     tables = [results, cost]
     if any(r.lm for r in rows):
-        tables.append(_lm_table(rows, title))
+        tables.extend(_lm_tables(rows, title))
     continual_rows = [r for r in rows if r.continual]
     if not continual_rows:
         return tables
@@ -201,21 +205,28 @@ def _score(value: tuple[float, float | None] | None) -> str:
     return f"{mean:.3f}" if stderr is None else f"{mean:.3f} ± {stderr:.3f}"
 
 
-def _lm_table(rows: list[Row], title: str) -> Table:
-    """One line per (task, method, lm-eval task): bits per byte of the harness, then lm-eval's scores."""
-    table = Table(title=f"{title}: language models, the validation-selected state",
-                  caption="val/test bpb: bits per byte of the harness's own evaluation (mean over seeds). lm-eval "
-                          "columns: the mean over seeds ± lm-eval's stderr (over documents; mean over seeds).")
-    for column in ("task", "method", "val bpb", "test bpb", "lm-eval task", *LM_EVAL_METRICS):
-        table.add_column(column, justify="left" if column in ("task", "method", "lm-eval task") else "right",
-                         no_wrap=True)
-    for row in rows:
-        if not row.lm:
-            continue
-        tasks = row.lm["tasks"] or {"—": {}}
-        for i, (name, scores) in enumerate(tasks.items()):
-            first = i == 0
-            table.add_row(row.task if first else "", row.method if first else "",
-                          _fmt(row.lm["val"], ".3f") if first else "", _fmt(row.test_mean, ".3f") if first else "",
-                          name, *(_score(scores.get(m)) for m in LM_EVAL_METRICS))
-    return table
+def _lm_tables(rows: list[Row], title: str) -> list[Table]:
+    """Bits per byte against the unigram baseline, then lm-eval's scores per lm-eval task."""
+    lm_rows = [r for r in rows if r.lm]
+    bpb = Table(title=f"{title}: bits per byte of the validation-selected state (lower is better)",
+                caption="epochs: passes over the training windows. unigram: the test split under the training "
+                        "split's byte frequencies, the baseline to beat. Means over seeds.")
+    for column in ("task", "method", "epochs", "val bpb", "test bpb", "unigram test bpb"):
+        bpb.add_column(column, justify="left" if column in ("task", "method") else "right", no_wrap=True)
+    for row in lm_rows:
+        assert row.lm is not None
+        bpb.add_row(row.task, row.method, _fmt(row.lm["epochs"], ".2f"), _fmt(row.lm["val"], ".4f"),
+                    _fmt(row.test_mean, ".4f"), _fmt(row.lm["unigram"], ".4f"))
+    scores = Table(title=f"{title}: lm-eval on the validation-selected state",
+                   caption="mean over seeds ± lm-eval's stderr (over documents; mean over seeds); lm-eval gives "
+                           "no stderr for bits_per_byte.")
+    for column in ("task", "method", "lm-eval task", *LM_EVAL_METRICS):
+        scores.add_column(column, justify="left" if column in ("task", "method", "lm-eval task") else "right",
+                          no_wrap=True)
+    for row in lm_rows:
+        assert row.lm is not None
+        tasks = row.lm["tasks"] or {f"— {row.lm['reason']}": {}}
+        for i, (name, values) in enumerate(tasks.items()):
+            scores.add_row(row.task if i == 0 else "", row.method if i == 0 else "", name,
+                           *(_score(values.get(m)) for m in LM_EVAL_METRICS))
+    return [bpb, scores]
