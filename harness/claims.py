@@ -213,6 +213,11 @@ def _val(record: dict[str, Any]) -> float:
     return float(record["final"]["val"][record["final"]["metric"]])
 
 
+def _val_score(record: dict[str, Any]) -> float:
+    """The validation metric oriented so that larger is better (bits per byte is lower-is-better)."""
+    return _val(record) if record["final"].get("higher_is_better", True) else -_val(record)
+
+
 def _tuned_baseline(claim: Claim, runner: Runner, seeds: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The baseline config with the learning rate that won the validation sweep."""
     side = claim.baseline
@@ -226,11 +231,11 @@ def _tuned_baseline(claim: Claim, runner: Runner, seeds: list[int]) -> tuple[dic
         if problem := _incomplete({seeds[0]: record}, f"baseline sweep lr={lr}"):
             sweep.append({"lr": lr, "val": None, "status": problem})
             continue
-        sweep.append({"lr": lr, "val": _val(record), "status": "completed"})
+        sweep.append({"lr": lr, "val": _val(record), "score": _val_score(record), "status": "completed"})
     finished = [s for s in sweep if s["val"] is not None]
     if not finished:
         raise NotComparable(f"every learning rate of the baseline sweep failed: {sweep}")
-    best = max(finished, key=lambda s: s["val"])
+    best = max(finished, key=lambda s: s["score"])
     return {**side.config, "lr": best["lr"]}, sweep
 
 

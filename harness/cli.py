@@ -7,6 +7,7 @@
     bench report SUITE|claims [--results-dir DIR] [--reports-dir DIR]
     bench list methods|tasks|suites
     bench env
+    bench data shakespeare [--dir DIR] [--force]
 
 Exit codes: 0 success; 1 some cell failed or diverged; 2 bad input (nothing trained).
 """
@@ -87,6 +88,12 @@ class _Display:
             final = record["final"]
             detail += f" test {final['metric']} {final['test'][final['metric']]:.4f}, " \
                       f"{record['timing']['train_seconds']:.1f} s"
+            if final.get("lm_eval") is not None:  # LM cells: the validation metric and lm-eval's scores too
+                detail += f"; val {final['metric']} {final['val'][final['metric']]:.4f}"
+            for name, scores in ((final.get("lm_eval") or {}).get("tasks") or {}).items():
+                shown = [f"{m} {scores[m]:.4f}" + (f" ± {scores[m + '_stderr']:.4f}" if scores.get(m + "_stderr")
+                                                   else "") for m in ("acc", "bits_per_byte") if m in scores]
+                detail += f"; {name} {', '.join(shown)}"
         elif record.get("error"):
             detail += " " + record["error"].splitlines()[0]
         self.progress.console.print(f"[{colour}]{status}[/] {cell}{detail}", highlight=False)
@@ -270,6 +277,27 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    """Fetch a task's data: the task class's `fetch_data(directory, force)` does the work."""
+    try:
+        task_cls = registry.get_task(args.task)
+    except registry.RegistryError as exc:
+        return _fail(str(exc))
+    fetch = getattr(task_cls, "fetch_data", None)
+    if fetch is None:
+        return _fail(f"task {args.task} has no `bench data` step (its data comes with a package or from its "
+                     "own source; see its docstring).")
+    try:
+        with console.status(f"fetching the data of {args.task} ..."):
+            summary = fetch(args.dir, args.force)
+    except TaskDataError as exc:
+        return _fail(str(exc))
+    console.print_json(json.dumps(summary, default=str))
+    if args.dir:
+        console.print(f"run with data_dir={args.dir} to use it", highlight=False)
+    return 0
+
+
 def cmd_env(args: argparse.Namespace) -> int:
     console.print_json(json.dumps(environment()))
     return 0
@@ -305,6 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--results-dir", default="results")
     report.add_argument("--reports-dir", default="reports")
     report.set_defaults(func=cmd_report)
+    data = sub.add_parser("data", help="fetch a task's data once: bench data shakespeare [--dir DIR]")
+    data.add_argument("task", help="a registered task, e.g. shakespeare")
+    data.add_argument("--dir", default=None, help="data root (default: $PARADIGM_BENCH_DATA or ~/.cache/paradigm-bench)")
+    data.add_argument("--force", action="store_true", help="fetch again even if the data is there")
+    data.set_defaults(func=cmd_data)
     env = sub.add_parser("env", help="print this machine's environment as recorded in every run")
     env.set_defaults(func=cmd_env)
     args = parser.parse_args(argv)

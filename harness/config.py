@@ -99,6 +99,7 @@ class RunConfig:
     results_dir: Path
     profile: str | None = None
     overrides: tuple[str, ...] = field(default=())
+    pretrain_method: MethodSpec | None = None  # trains the `init_from` task of fine-tuning tasks
 
 
 # ----------------------------------------------------------------------------- suites
@@ -346,6 +347,7 @@ def _validate(raw: dict[str, Any], profile: str | None, overrides: tuple[str, ..
     tasks = _select_tasks(_tasks(raw.get("tasks"), raw.get("data_dir")), raw.get("task"))
     _check_env_steps(budget, tasks)
     methods = _methods(raw, tasks)
+    pretrain_method = _pretrain_method(raw, tasks)
     return RunConfig(
         suite=str(raw["suite"]),
         description=str(raw.get("description") or ""),
@@ -363,7 +365,35 @@ def _validate(raw: dict[str, Any], profile: str | None, overrides: tuple[str, ..
         results_dir=Path(str(raw.get("results_dir", "results"))),
         profile=profile,
         overrides=overrides,
+        pretrain_method=pretrain_method,
     )
+
+
+PRETRAIN_METHOD = "backprop"
+
+
+def _pretrain_method(raw: dict[str, Any], tasks: tuple[TaskSpec, ...]) -> MethodSpec | None:
+    """Backprop as the suite configures it (`method_options.backprop`), for tasks with `init_from: LABEL`.
+
+    Command-line method overrides are left out on purpose: every fine-tuning method, whatever
+    its settings, starts from the same pretraining cell (which is the suite's own backprop
+    cell of task LABEL, so it is trained once and found in the store after that).
+    """
+    labels = {t.label: t for t in tasks}
+    fine_tunes = {t.label: getattr(t.config, "init_from", None) for t in tasks}
+    fine_tunes = {label: source for label, source in fine_tunes.items() if source is not None}
+    if not fine_tunes:
+        return None
+    for label, source in fine_tunes.items():
+        if source not in labels:
+            raise ConfigError(f"tasks.{label}.init_from: no task labelled {source!r} in this suite."
+                              f"{did_you_mean(str(source), list(labels))} Labels: {', '.join(labels)}.")
+        if getattr(labels[source].config, "init_from", None) is not None:
+            raise ConfigError(f"tasks.{label}.init_from={source}, but {source} is itself a fine-tuning task; "
+                              "pretrain from a task without init_from.")
+    options = (raw.get("method_options") or {}).get(PRETRAIN_METHOD) or {}
+    method_cls = registry.get_method(PRETRAIN_METHOD)
+    return MethodSpec(PRETRAIN_METHOD, build_dataclass(method_cls.Config, options, f"method_options.{PRETRAIN_METHOD}"))
 
 
 def _launcher(value: Any) -> Any:

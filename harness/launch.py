@@ -118,7 +118,7 @@ def execute(cell: Cell, results_dir: Path, on_progress: ProgressCallback | None 
         record = store.load(cell.suite, cell.run_id)  # another worker may have finished it meanwhile
         if is_final(record):
             return "done", record
-        record = run_cell(cell, on_progress)
+        record = run_cell(cell, on_progress, Path(results_dir))
         record["worker"] = {"host": socket.gethostname(), "pid": os.getpid()}
         store.write(cell.suite, cell.run_id, record)
     return "ran", record

@@ -31,6 +31,7 @@ class Cell:
     threads: int | None = None  # torch CPU threads; speed only, so not part of the run id
     meter: MeterConfig = MeterConfig()  # what is observed, not what is learned: not in the run id
     shift: ShiftConfig = ShiftConfig()  # extra evaluations: in the run id when enabled
+    pretrain: Cell | None = None  # fine-tuning cells: the cell whose selected state they start from
 
     def identity(self) -> dict[str, Any]:
         """Everything that can change the result; its hash is the run id.
@@ -38,12 +39,15 @@ class Cell:
         Left out: the data directory (where the same files live does not change what
         is learned from them), the thread count and the meter settings (they change
         speed and observation, not results). Shift evaluation is in when enabled: it
-        adds results to the record.
+        adds results to the record. A fine-tuning cell carries the run id of its
+        pretraining cell: a different checkpoint is a different run.
         """
         task_config = {k: v for k, v in dataclasses.asdict(self.task.config).items() if k != "data_dir"}
         shift = {"shift": dataclasses.asdict(self.shift)} if self.shift.enabled else {}
+        pretrain = {"pretrain": self.pretrain.run_id} if self.pretrain is not None else {}
         return {
             **shift,
+            **pretrain,
             "suite": self.suite,
             "task_label": self.task.label,
             "task": self.task.task,
@@ -83,10 +87,14 @@ def plan(run: RunConfig) -> list[Cell]:
                 f"budget.joules needs measured energy, and this machine has none: {energy.reason}. "
                 "Use budget.seconds (or budget.flops) here, or run on a GPU that NVML meters."
             )
-    return [
-        Cell(run.suite, task, method, seed, run.budget, run.batch_size, run.eval_every, device, run.threads,
-             run.meter, run.shift)
-        for task in run.tasks
-        for method in run.methods
-        for seed in run.seeds
-    ]
+    labels = {task.label: task for task in run.tasks}
+
+    def cell(task: TaskSpec, method: MethodSpec, seed: int) -> Cell:
+        init_from = getattr(task.config, "init_from", None)
+        pretrain = None
+        if init_from is not None:  # config.py checked the label and that the pretraining task is no fine-tune
+            pretrain = cell(labels[init_from], run.pretrain_method, seed)
+        return Cell(run.suite, task, method, seed, run.budget, run.batch_size, run.eval_every, device, run.threads,
+                    run.meter, run.shift, pretrain)
+
+    return [cell(task, method, seed) for task in run.tasks for method in run.methods for seed in run.seeds]

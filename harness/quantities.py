@@ -37,8 +37,20 @@ def _test_metric(record: dict[str, Any], target: float | None) -> float:
     return float(final["test"][final["metric"]])
 
 
+def _meets(record: dict[str, Any], value: float | None, target: float) -> bool:
+    """`value` is at least as good as `target`: >= for accuracies, <= for losses such as bits per byte.
+
+    The direction is the record's `final.higher_is_better` (written by LM cells); records
+    without it are accuracies.
+    """
+    if value is None:
+        return False
+    higher = (record.get("final") or {}).get("higher_is_better", True)
+    return value >= target if higher else value <= target
+
+
 def reached(record: dict[str, Any], target: float) -> bool:
-    return any(p.get("val_metric") is not None and p["val_metric"] >= target for p in record["curve"])
+    return any(_meets(record, p.get("val_metric"), target) for p in record["curve"])
 
 
 def _first_reaching(record: dict[str, Any], target: float, axis: str) -> float:
@@ -49,7 +61,7 @@ def _first_reaching(record: dict[str, Any], target: float, axis: str) -> float:
     downgraded wherever a bound rather than a value could have decided it.
     """
     for point in record["curve"]:
-        if point.get("val_metric") is not None and point["val_metric"] >= target:
+        if _meets(record, point.get("val_metric"), target):
             if point.get(axis) is None:
                 raise Missing(f"the record's curve has no {axis} at the point that reached the target")
             return float(point[axis])

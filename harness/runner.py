@@ -17,6 +17,11 @@ What the runner guarantees for every method alike:
   keeps the curve up to there and no final metrics); `failed` when anything raises
   (the error and traceback are recorded, other cells go on); `unsupported` when the
   task's kind is not in the method's `supports`.
+- Language models (task kind "lm"): the selected model state is saved as model.pt beside
+  the record (so lm-eval can score the run later, and fine-tuning cells can start from
+  it), and lm-eval runs on the selected state (harness/lm_eval_bridge.py); its scores are
+  `final.lm_eval`. A fine-tuning cell (`cell.pretrain`) first has its pretraining cell
+  trained, or found in the store, and starts from that cell's model.pt.
 - Continual tasks (those with `experiences`) run in harness/continual.py on the same
   setup and loop (`start_cell`, `TrainLoop`): experiences in order, the accuracy
   matrix, and no selection (a continual learner keeps its last state).
@@ -27,6 +32,7 @@ What the runner guarantees for every method alike:
 from __future__ import annotations
 
 import math
+import os
 import random
 import statistics
 import time
@@ -34,6 +40,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +52,7 @@ from harness.interface import Batch, BlockModel, SetupContext, Task
 from harness.meter import Meter
 from harness.plan import Cell
 from harness.registry import get_method, get_task
+from harness.store import Store
 
 RECORD_SCHEMA = 1
 
@@ -118,8 +126,13 @@ def new_record(cell: Cell) -> dict[str, Any]:
     }
 
 
-def run_cell(cell: Cell, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
-    """Train and evaluate one cell; always returns a record, never raises on a bad method."""
+def run_cell(cell: Cell, on_progress: ProgressCallback | None = None,
+             results_dir: Path | None = None) -> dict[str, Any]:
+    """Train and evaluate one cell; always returns a record, never raises on a bad method.
+
+    `results_dir`: where the store is; LM cells save their model state there, and
+    fine-tuning cells find (or train) their pretraining cell there.
+    """
     record = new_record(cell)
     try:
         task = build_task(cell)
@@ -139,19 +152,20 @@ def run_cell(cell: Cell, on_progress: ProgressCallback | None = None) -> dict[st
 
             record.update(train_continual(cell, task, method_cls, on_progress))
         else:
-            record.update(_train(cell, task, method_cls, on_progress))
+            record.update(_train(cell, task, method_cls, on_progress, results_dir))
     except Exception as exc:  # a failing cell must not take the others down
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     record["finished_at"] = _now()
     return record
 
 
-def start_cell(cell: Cell, task: Task, method_cls: type,
-               budget: budgets.Budget) -> tuple[Any, BlockModel, budgets.Counters, torch.Generator]:
+def start_cell(cell: Cell, task: Task, method_cls: type, budget: budgets.Budget,
+               init_state: dict[str, Any] | None = None) -> tuple[Any, BlockModel, budgets.Counters, torch.Generator]:
     """Seed, build the model, set the method up: (method, model, counters, data generator).
 
     `budget` is what the method's `budget_fraction` and `planned_steps` refer to (the
-    cell's budget; all experiences together in a continual cell).
+    cell's budget; all experiences together in a continual cell). `init_state`: model
+    weights to start from (fine-tuning) instead of the fresh initialisation.
     """
     task.check_available()
     if cell.threads is not None:
@@ -159,7 +173,14 @@ def start_cell(cell: Cell, task: Task, method_cls: type,
     seed_everything(cell.seed)
     init_gen, data_gen, method_gen = _generators(cell.seed)
     device = torch.device(cell.device)
-    model = task.build_model(init_gen).to(device)
+    model = task.build_model(init_gen)
+    if init_state is not None:
+        try:
+            model.load_state_dict(init_state)
+        except RuntimeError as exc:
+            raise RuntimeError(f"the pretrained state does not fit task {cell.task.label}'s model: give it the same "
+                               f"model keys as the task it is initialised from ({exc})") from exc
+    model = model.to(device)
     counters = budgets.Counters()
     method = method_cls()
     method.setup(
@@ -249,8 +270,10 @@ class TrainLoop:
         }
 
 
-def _train(cell: Cell, task: Task, method_cls: type, on_progress: ProgressCallback | None) -> dict[str, Any]:
-    method, model, counters, data_gen = start_cell(cell, task, method_cls, cell.budget)
+def _train(cell: Cell, task: Task, method_cls: type, on_progress: ProgressCallback | None,
+           results_dir: Path | None = None) -> dict[str, Any]:
+    init_state = None if cell.pretrain is None else pretrained_state(cell.pretrain, results_dir, on_progress)
+    method, model, counters, data_gen = start_cell(cell, task, method_cls, cell.budget, init_state)
     device = torch.device(cell.device)
     best: tuple[float, int, dict[str, Any], dict[str, float]] | None = None
     sign = 1.0 if task.higher_is_better else -1.0
@@ -274,8 +297,48 @@ def _train(cell: Cell, task: Task, method_cls: type, on_progress: ProgressCallba
     final = {"metric": task.metric, "best_step": best_step, "val": best_val, "test": test}
     if cell.shift.enabled:
         final["shift"] = loop.timed(shift_scores, task, method, device, cell, test[task.metric])
+    if task.kind == "lm":
+        final["higher_is_better"] = task.higher_is_better
+        if results_dir is not None:
+            final["model_state"] = save_model_state(model, Store(results_dir).record_path(cell.suite, cell.run_id).parent)
+        from harness.lm_eval_bridge import evaluate_cell  # lm-eval is imported only for LM cells
+
+        final["lm_eval"] = loop.timed(evaluate_cell, task, method.predict, device)
     common["timing"]["eval_seconds"] = loop.eval_seconds
     return {"status": "completed", "final": final, **common}
+
+
+MODEL_STATE = "model.pt"
+
+
+def save_model_state(model: BlockModel, directory: Path) -> str:
+    """The model's weights (the selected state) as DIRECTORY/model.pt, written through a rename."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{MODEL_STATE}.{os.getpid()}.tmp"
+    torch.save({k: v.detach().to("cpu") for k, v in model.state_dict().items()}, tmp)
+    os.replace(tmp, directory / MODEL_STATE)
+    return MODEL_STATE
+
+
+def pretrained_state(pretrain: Cell, results_dir: Path | None,
+                     on_progress: ProgressCallback | None) -> dict[str, Any]:
+    """The selected model state of `pretrain`, training it first when the store lacks it."""
+    if results_dir is None:
+        raise RuntimeError("a fine-tuning cell needs a results directory to find or train its pretraining cell in.")
+    from harness.launch import execute  # launch imports this module
+
+    outcome, record = execute(pretrain, Path(results_dir), on_progress)
+    if outcome == "busy":
+        raise RuntimeError(f"its pretraining cell {pretrain} ({pretrain.run_id}) is being trained by another worker; "
+                           "run again when it has finished.")
+    if record is None or record.get("status") != "completed":
+        status = None if record is None else f"{record.get('status')}: {record.get('error')}"
+        raise RuntimeError(f"its pretraining cell {pretrain} ({pretrain.run_id}) did not complete ({status}).")
+    path = Store(Path(results_dir)).record_path(pretrain.suite, pretrain.run_id).parent / MODEL_STATE
+    if not path.is_file():
+        raise RuntimeError(f"its pretraining cell {pretrain} has no {path}: delete that cell's record.json and "
+                           "run again, so it is retrained and saved.")
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def shift_scores(task: Task, method: Any, device: torch.device, cell: Cell, clean: float) -> dict[str, Any]:

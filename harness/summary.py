@@ -6,7 +6,9 @@ the same table as the one that trained everything. Continual cells (records with
 as the mean with a 95% Student-t interval over seeds (harness/stats.py). Control cells
 (records with a `control` section) get one too: samples-to-target over the seeds that
 reached the target (and how many did), a lower bound counting the others at their whole
-budget, and the final moving-average return.
+budget, and the final moving-average return. Language-model cells (records with
+`final.lm_eval`) get an lm-eval table: validation and test bits per byte and, per lm-eval
+task, acc / acc_norm / bits_per_byte with lm-eval's stderr.
 """
 
 from __future__ import annotations
@@ -42,10 +44,12 @@ class Row:
     other_statuses: str
     continual: dict[str, Any] | None = None  # {"setting": str, metric: (mean, low, high) | None}
     control: dict[str, Any] | None = None  # samples-to-target and return, (mean, low, high) | None
+    lm: dict[str, Any] | None = None  # {"val": mean, "tasks": {lm-eval task: {metric: (mean, stderr)}}}
 
 
 MIB = 2**20
 CONTINUAL_METRICS = {"average_accuracy": "average acc.", "forgetting": "forgetting", "bwt": "BWT", "fwt": "FWT"}
+LM_EVAL_METRICS = ("acc", "acc_norm", "bits_per_byte")
 
 
 def _measured_bytes(record: dict[str, Any]) -> tuple[float | None, str]:
@@ -98,6 +102,29 @@ def _control(done: list[dict[str, Any]]) -> dict[str, Any] | None:
             "window": cells[0]["control"]["window"]}
 
 
+def _lm(done: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Validation metric and lm-eval scores, each the mean over seeds (stderr: lm-eval's, averaged)."""
+    cells = [r for r in done if (r.get("final") or {}).get("lm_eval") is not None]
+    if not cells:
+        return None
+    tasks: dict[str, dict[str, tuple[float, float | None]]] = {}
+    names = sorted({name for r in cells for name in r["final"]["lm_eval"].get("tasks", {})})
+    for name in names:
+        scores = [r["final"]["lm_eval"]["tasks"].get(name, {}) for r in cells]
+        for metric in LM_EVAL_METRICS:
+            values = [s[metric] for s in scores if s.get(metric) is not None]
+            errors = [s[f"{metric}_stderr"] for s in scores if s.get(f"{metric}_stderr") is not None]
+            if values:
+                tasks.setdefault(name, {})[metric] = (statistics.fmean(values), _mean(errors))
+    val = _mean([r["final"]["val"][r["final"]["metric"]] for r in cells])
+    info = [r.get("task_info") or {} for r in cells]
+    epochs = _mean([r["counters"]["examples"] / i["windows_per_epoch"] for r, i in zip(cells, info)
+                    if i.get("windows_per_epoch")])
+    unigram = _mean([i["unigram_test_bits_per_byte"] for i in info if i.get("unigram_test_bits_per_byte") is not None])
+    reasons = sorted({r["final"]["lm_eval"]["reason"] for r in cells if r["final"]["lm_eval"].get("reason")})
+    return {"val": val, "epochs": epochs, "unigram": unigram, "tasks": tasks, "reason": "; ".join(reasons)}
+
+
 def summarise(records: list[dict[str, Any]]) -> list[Row]:
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
@@ -135,6 +162,7 @@ def summarise(records: list[dict[str, Any]]) -> list[Row]:
             other_statuses=", ".join(f"{n} {s}" for s, n in sorted(others.items())),
             continual=_continual(done),
             control=_control(done),
+            lm=_lm(done),
         ))
     return sorted(rows, key=lambda r: (r.task, r.method))
 
@@ -197,11 +225,15 @@ def render(rows: list[Row], title: str) -> list[Table]:
         cost.add_row(row.task, row.method, _fmt(row.step_ms, ".2f"),
                      _fmt(None if row.flops_per_step is None else row.flops_per_step / 1e9, ".4f"),
                      _fmt(row.ledger_mib, ".2f"), _fmt(row.measured_mib, ".0f"), _fmt(row.energy_j, ".1f"))
+    tables = [results, cost]
+    if any(r.lm for r in rows):
+        tables.extend(_lm_tables(rows, title))
     control_rows = [r for r in rows if r.control]
-    extra = [_control_table(control_rows, title)] if control_rows else []
+    if control_rows:
+        tables.append(_control_table(control_rows, title))
     continual_rows = [r for r in rows if r.continual]
     if not continual_rows:
-        return [results, cost, *extra]
+        return tables
     by_task = {r.task: r.continual["setting"] for r in continual_rows if r.continual}
     settings = "; ".join(f"{task}: {setting}" for task, setting in by_task.items())
     continual = Table(title=f"{title}: continual learning (last state), mean ± 95% t interval over seeds",
@@ -212,4 +244,38 @@ def render(rows: list[Row], title: str) -> list[Table]:
     for row in continual_rows:
         assert row.continual is not None
         continual.add_row(row.task, row.method, *(_interval(row.continual[name]) for name in CONTINUAL_METRICS))
-    return [results, cost, continual, *extra]
+    return [*tables, continual]
+
+
+def _score(value: tuple[float, float | None] | None) -> str:
+    if value is None:
+        return "—"
+    mean, stderr = value
+    return f"{mean:.3f}" if stderr is None else f"{mean:.3f} ± {stderr:.3f}"
+
+
+def _lm_tables(rows: list[Row], title: str) -> list[Table]:
+    """Bits per byte against the unigram baseline, then lm-eval's scores per lm-eval task."""
+    lm_rows = [r for r in rows if r.lm]
+    bpb = Table(title=f"{title}: bits per byte of the validation-selected state (lower is better)",
+                caption="epochs: passes over the training windows. unigram: the test split under the training "
+                        "split's byte frequencies, the baseline to beat. Means over seeds.")
+    for column in ("task", "method", "epochs", "val bpb", "test bpb", "unigram test bpb"):
+        bpb.add_column(column, justify="left" if column in ("task", "method") else "right", no_wrap=True)
+    for row in lm_rows:
+        assert row.lm is not None
+        bpb.add_row(row.task, row.method, _fmt(row.lm["epochs"], ".2f"), _fmt(row.lm["val"], ".4f"),
+                    _fmt(row.test_mean, ".4f"), _fmt(row.lm["unigram"], ".4f"))
+    scores = Table(title=f"{title}: lm-eval on the validation-selected state",
+                   caption="mean over seeds ± lm-eval's stderr (over documents; mean over seeds); lm-eval gives "
+                           "no stderr for bits_per_byte.")
+    for column in ("task", "method", "lm-eval task", *LM_EVAL_METRICS):
+        scores.add_column(column, justify="left" if column in ("task", "method", "lm-eval task") else "right",
+                          no_wrap=True)
+    for row in lm_rows:
+        assert row.lm is not None
+        tasks = row.lm["tasks"] or {f"— {row.lm['reason']}": {}}
+        for i, (name, values) in enumerate(tasks.items()):
+            scores.add_row(row.task if i == 0 else "", row.method if i == 0 else "", name,
+                           *(_score(values.get(m)) for m in LM_EVAL_METRICS))
+    return [bpb, scores]
