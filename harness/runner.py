@@ -128,6 +128,10 @@ def run_cell(cell: Cell, on_progress: ProgressCallback | None = None) -> dict[st
                 error=f"method {cell.method.name} supports {sorted(method_cls.supports)}, "
                 f"not {task.kind!r} tasks like {cell.task.task}",
             )
+        elif getattr(task, "memory_only", False):  # memory at scale: meta-device ledger, GPU peaks
+            from harness.scale_memory import run_memory_cell
+
+            record.update(run_memory_cell(cell, task, method_cls))
         elif hasattr(task, "experiences"):  # a continual task: a sequence of experiences
             from harness.continual import train_continual  # it builds on this module's loop
 
