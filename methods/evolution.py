@@ -81,7 +81,7 @@ class EvolutionConfig:
     weights: Literal["float32", "bfloat16", "int8"] = "float32"
     compute: Literal["float32", "bfloat16"] = "float32"  # int8 only: the dtype weights are dequantised to
     scale: Literal["row", "tensor"] = "row"  # int8 only: one scale per output row, or per tensor
-    headroom: float = 4.0  # int8 only: representable range / initial absolute maximum
+    headroom: float = 16.0  # int8 only: representable range / initial absolute maximum
     rounding: Literal["stochastic", "nearest"] = "stochastic"  # int8 only
 
     def __post_init__(self) -> None:
