@@ -47,10 +47,13 @@ Deviations from the paper (every one, with the reason):
 
 Tuning on digits (vision-vit's quick MLP 64-256-256-10, batch 64, 45,000 examples = 703 steps,
 seed 0, rank 1; validation / test accuracy; wall seconds on a shared 2-core machine):
-  float32, population 32, sigma 0.02: lr 0.005 0.833/0.825; 0.01 0.800/0.802; 0.02 0.817/0.827;
-    0.05 0.856/0.766 (45 s) <- chosen (best validation; suites set it); 0.1 rank fitness
-    0.822/0.799; 0.2 0.806/0.791. sigma 0.05 (lr 0.1): 0.806/0.769. population 64 (lr 0.1):
-    0.872/0.819 at twice the forwards.
+  float32, population 32, sigma 0.02: lr 0.005 0.833/0.825 <- chosen; 0.01 0.800/0.802;
+    0.02 0.817/0.827; 0.05 0.856/0.766; 0.1 rank fitness 0.822/0.799; 0.2 0.806/0.791.
+    sigma 0.05 (lr 0.1): 0.806/0.769. population 64 (lr 0.1): 0.872/0.819 at twice the forwards.
+    lr 0.05 had the best validation accuracy by 4 of 180 examples, but its 3-seed run showed the
+    population loss at 2e5 by the end (the ES step is a random walk that inflates the weights:
+    argmax survives, the loss does not); lr 0.005 keeps it sane and is within noise on validation,
+    so the suites use 0.005 (3 seeds at lr 0.05: test 0.766, 0.752, 0.763).
   int8, population 32, sigma 0.02: headroom 4: lr 0.1 0.161, 0.02 0.161, 0.01 0.244, 0.003
     0.589/0.552 (weight decay 1.0: 0.567); headroom 16: lr 0.01 0.511, 0.003 0.783/0.744
     <- the defaults (headroom 16); headroom 32, lr 0.02: 0.556. The ES step is a random walk
@@ -88,7 +91,7 @@ class EvolutionConfig:
     population: int = 32  # members per step, antithetic pairs: must be even
     rank: int = 1  # rank r of each perturbation (the paper: r = 1 already works)
     sigma: float = 0.02  # perturbation scale, in weight units (tuned on digits, above)
-    lr: float = 0.05  # step size on the ES gradient estimate (digits, float32; int8: 0.003, LMs: 1e-3)
+    lr: float = 0.005  # step size on the ES gradient estimate (digits, float32; int8: 0.003, LMs: 1e-3)
     fitness: Literal["zscore", "rank"] = "zscore"
     weight_decay: float = 0.0  # decoupled, on matrices
     schedule: Literal["constant", "cosine"] = "constant"
