@@ -36,9 +36,12 @@ from torch import Tensor, nn
 
 
 def storage_key(t: Tensor) -> tuple[str, int]:
-    """Identity of a tensor's storage (meta tensors have no address: one key each)."""
-    ptr = t.untyped_storage().data_ptr()
-    return (str(t.device), ptr if ptr else id(t.untyped_storage()))
+    """Identity of a tensor's storage. Meta tensors (and empty ones) have no address: their
+    StorageImpl's address (`_cdata`) is stable and shared by views, unlike the `id` of the
+    Python wrapper, which is a fresh object on every call and whose id is soon reused."""
+    storage = t.untyped_storage()
+    ptr = storage.data_ptr()
+    return (str(t.device), ptr if ptr else storage._cdata)
 
 
 def storage_bytes(t: Tensor) -> int:

@@ -147,6 +147,10 @@ def run_cell(cell: Cell, on_progress: ProgressCallback | None = None,
             from harness.control import train_control  # it builds on this module's setup
 
             record.update(train_control(cell, task, method_cls, on_progress))
+        elif getattr(task, "memory_only", False):  # memory at scale: meta-device ledger, GPU peaks
+            from harness.scale_memory import run_memory_cell
+
+            record.update(run_memory_cell(cell, task, method_cls))
         elif hasattr(task, "experiences"):  # a continual task: a sequence of experiences
             from harness.continual import train_continual  # it builds on this module's loop
 

@@ -45,6 +45,7 @@ class Row:
     continual: dict[str, Any] | None = None  # {"setting": str, metric: (mean, low, high) | None}
     control: dict[str, Any] | None = None  # samples-to-target and return, (mean, low, high) | None
     lm: dict[str, Any] | None = None  # {"val": mean, "tasks": {lm-eval task: {metric: (mean, stderr)}}}
+    scale: list[dict[str, Any]] | None = None  # memory-at-scale rows (harness/scale_memory.py), first seed's
 
 
 MIB = 2**20
@@ -163,6 +164,7 @@ def summarise(records: list[dict[str, Any]]) -> list[Row]:
             continual=_continual(done),
             control=_control(done),
             lm=_lm(done),
+            scale=next((r["scale"]["rows"] for r in done if r.get("scale")), None),
         ))
     return sorted(rows, key=lambda r: (r.task, r.method))
 
@@ -231,6 +233,8 @@ def render(rows: list[Row], title: str) -> list[Table]:
     control_rows = [r for r in rows if r.control]
     if control_rows:
         tables.append(_control_table(control_rows, title))
+    if any(r.scale for r in rows):
+        tables.append(scale_table(rows, title))
     continual_rows = [r for r in rows if r.continual]
     if not continual_rows:
         return tables
@@ -279,3 +283,58 @@ def _lm_tables(rows: list[Row], title: str) -> list[Table]:
             scores.add_row(row.task if i == 0 else "", row.method if i == 0 else "", name,
                            *(_score(values.get(m)) for m in LM_EVAL_METRICS))
     return [bpb, scores]
+
+
+GIB = 2**30
+ACTIVATIONS = ("saved_activations", "autocast_weight_copies")
+LEDGER_COLUMNS = {"parameters": "params", "gradients": "grads", "optimizer_state": "optim"}
+
+
+def _mixed_precision(rows: list[dict[str, Any]], checkpoint: bool) -> float | None:
+    """Ledger total of backprop with bf16 autocast (and activation checkpointing when asked)."""
+    for row in rows:
+        config = row["config"]
+        if row["method"] == "backprop" and config.get("bf16") and bool(config.get("checkpoint")) == checkpoint:
+            return row["ledger_total"]
+    return None
+
+
+def _fits(value: bool | None) -> str:
+    return "—" if value is None else ("yes" if value else "no")
+
+
+def scale_table(rows: list[Row], title: str) -> Table:
+    """Memory at scale: ledger bytes by category (GiB), ratios to mixed-precision backprop, 80 GB verdicts."""
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_task[row.task] += row.scale or []
+    table = Table(title=f"{title}: memory to train one step, GiB ({', '.join(by_task)})",
+                  caption="ledger by category (harness/ledger.py): activ. = saved activations + autocast weight "
+                          "copies; other = buffers the method declares besides optimizer state. amp = backprop with "
+                          "bf16 autocast and AdamW (FP32 weights, gradients, moments); amp/x = amp's ledger / this "
+                          "ledger (x less memory), +ckpt/x the same for amp with activation checkpointing. peak = "
+                          "torch.cuda.max_memory_allocated on a GPU, else the meta device's simulated allocator peak "
+                          "(no-grad forward activations included). 80GB? = fits in 8e10 bytes.")
+    table.add_column("method", justify="left", max_width=26)
+    for column in (*LEDGER_COLUMNS.values(), "activ.", "other", "ledger", "amp/x", "+ckpt/x", "80GB?", "peak", "80GB?"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for task, scale_rows in by_task.items():
+        amp, amp_ckpt = _mixed_precision(scale_rows, False), _mixed_precision(scale_rows, True)
+        for row in scale_rows:
+            ledger, total = row["ledger"], row["ledger_total"]
+            known = set(LEDGER_COLUMNS) | set(ACTIVATIONS)
+            peak = row["cuda_max_allocated"] if row.get("cuda_max_allocated") is not None else row["meta_simulated_peak"]
+            fits_peak = row["fits_80gb_peak"] if row.get("cuda_max_allocated") is None else peak <= 80e9
+            if row.get("cuda_error"):
+                peak_text, fits_peak = row["cuda_error"][:24], False
+            else:
+                peak_text = _fmt(None if peak is None else peak / GIB, ".2f")
+            table.add_row(
+                row["label"], *(_fmt(ledger.get(k, 0) / GIB, ".2f") for k in LEDGER_COLUMNS),
+                _fmt(sum(ledger.get(k, 0) for k in ACTIVATIONS) / GIB, ".2f"),
+                _fmt(sum(v for k, v in ledger.items() if k not in known) / GIB, ".3f").lstrip("0"),
+                _fmt(total / GIB, ".2f"),
+                _fmt(None if amp is None else amp / total, ".2f"),
+                _fmt(None if amp_ckpt is None else amp_ckpt / total, ".2f"),
+                _fits(row["fits_80gb_ledger"]), peak_text, _fits(fits_peak))
+    return table
