@@ -274,7 +274,8 @@ def verify(claim: Claim, runner: Runner) -> dict[str, Any]:
                 if problem := _incomplete(records, f"baseline {claim.baseline.name} {variant or ''}"):
                     raise NotComparable(problem)
                 candidates.append(({**config, **variant}, records))
-            key = (lambda c: statistics.fmean(r["memory"]["ledger"]["total_bytes"] for r in c[1].values()))
+            # the leanest baseline variant by the claim's own measure of memory
+            key = (lambda c: statistics.fmean(quantity.read(r, claim.target) for r in c[1].values()))
             chosen = min(candidates, key=key) if memory else candidates[0]
             document["baseline_used"] = {"name": claim.baseline.name, "config": chosen[0],
                                          "variants_tried": [c[0] for c in candidates]}

@@ -92,6 +92,12 @@ def _memory(view: str) -> Callable[[dict[str, Any], float | None], float]:
             return float(memory["ledger"]["total_bytes"])
         measured = memory.get("measured") or {}
         value = measured.get("cuda_max_allocated_bytes")
+        if value is None and view == "peak":
+            value = measured.get("meta_simulated_peak_bytes")
+            if value is None:
+                raise Missing("peak memory is CUDA max allocated on a GPU, or the meta device's simulated "
+                              "allocator peak for memory-at-scale cells (suite scale-1b); this record has "
+                              f"neither (it ran on {record['config'].get('device')}): use memory_*_ledger")
         if value is None:
             raise Missing("measured device memory exists only for cells run on a GPU (this record ran on "
                           f"{record['config'].get('device')}); use memory: ledger, or run on a GPU")
@@ -135,6 +141,11 @@ QUANTITIES: dict[str, Quantity] = {q.name: q for q in [
     Quantity("memory_ratio_measured", "ratio", _memory("measured"),
              "baseline CUDA max allocated bytes / method's (GPU cells only)"),
     Quantity("memory_bytes_ledger", "value", _memory("ledger"), "the method's ledger peak bytes, alone"),
+    Quantity("memory_ratio_peak", "ratio", _memory("peak"),
+             "baseline peak bytes / method's: CUDA max allocated on a GPU, else the meta device's simulated "
+             "allocator peak (memory-at-scale cells); unlike the ledger it counts transient no-grad activations "
+             "and recomputation"),
+    Quantity("memory_bytes_peak", "value", _memory("peak"), "the method's peak bytes, alone (as memory_ratio_peak)"),
     Quantity("forgetting_gap", "difference", _forgetting,
              "method forgetting minus baseline forgetting (Chaudhry et al. 2018; continual suite records)"),
     Quantity("shift_gap", "difference", _shift_gap,
