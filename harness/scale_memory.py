@@ -6,11 +6,14 @@ For the cell's method config, and for every extra config the task lists in
 `variants[method]`, this module:
 
 - on every device: builds the model under `torch.device("meta")` (shapes and dtypes, no
-  storage), sets the method up on it and runs the cell's `steps` through the same Meter
-  as any cell, so the ledger (parameters, gradients, saved activations, autocast copies,
-  declared buffers: harness/ledger.py) comes from the method's own code, not from a
-  formula. FLOPs come from the meter's probe as usual. Three things make a step run on
-  meta tensors: scalar reads (`loss.item()`, AdamW's step count) return 0 (`MetaStep`);
+  storage), sets the method up on it and runs the cell's steps (at most `META_STEPS`)
+  through the same Meter as any cell, so the ledger (parameters, gradients, saved
+  activations, autocast copies, declared buffers: harness/ledger.py) comes from the
+  method's own code, not from a formula. FLOPs come from the meter's probe as usual.
+  Four things make a step run on meta tensors as it would on a GPU: scalar reads
+  (`loss.item()`, AdamW's step count) return 0 and random draws are skipped (`MetaStep`);
+  `torch.autocast("meta")`, which torch refuses, is emulated above autograd with CUDA's
+  cast lists (`MetaAutocast`; tests/test_scale_1b.py checks it against CPU autocast);
   `F.scaled_dot_product_attention` is routed to the fused (memory-efficient) attention
   kernel a GPU would pick, since the meta device otherwise takes the math path and would
   count a [B, heads, T, T] attention matrix no GPU run materialises; and an allocation
