@@ -6,11 +6,14 @@ For the cell's method config, and for every extra config the task lists in
 `variants[method]`, this module:
 
 - on every device: builds the model under `torch.device("meta")` (shapes and dtypes, no
-  storage), sets the method up on it and runs the cell's `steps` through the same Meter
-  as any cell, so the ledger (parameters, gradients, saved activations, autocast copies,
-  declared buffers: harness/ledger.py) comes from the method's own code, not from a
-  formula. FLOPs come from the meter's probe as usual. Three things make a step run on
-  meta tensors: scalar reads (`loss.item()`, AdamW's step count) return 0 (`MetaStep`);
+  storage), sets the method up on it and runs the cell's steps (at most `META_STEPS`)
+  through the same Meter as any cell, so the ledger (parameters, gradients, saved
+  activations, autocast copies, declared buffers: harness/ledger.py) comes from the
+  method's own code, not from a formula. FLOPs come from the meter's probe as usual.
+  Four things make a step run on meta tensors as it would on a GPU: scalar reads
+  (`loss.item()`, AdamW's step count) return 0 and random draws are skipped (`MetaStep`);
+  `torch.autocast("meta")`, which torch refuses, is emulated above autograd with CUDA's
+  cast lists (`MetaAutocast`; tests/test_scale_1b.py checks it against CPU autocast);
   `F.scaled_dot_product_attention` is routed to the fused (memory-efficient) attention
   kernel a GPU would pick, since the meta device otherwise takes the math path and would
   count a [B, heads, T, T] attention matrix no GPU run materialises; and an allocation
@@ -47,14 +50,15 @@ from torch.utils._pytree import tree_flatten
 from harness import budget as budgets
 from harness.config import build_dataclass
 from harness.interface import Batch, SetupContext
-from harness.ledger import storage_bytes
+from harness.ledger import declared_bytes, storage_bytes
 from harness.meter import Meter, MeterConfig
 from harness.plan import Cell
 
 GPU_BYTES = 80e9  # "one 80 GB GPU", as the claims state it (8e10 bytes)
 # Steps run on the meta device: from the second step on, a step's memory repeats (state that
 # is created lazily, like AdamW's moments, exists after the first; gradients of the previous
-# step are alive during the second), so longer memory budgets (claims ask for 5) run 2 there.
+# step are alive during the second), so longer memory budgets (claims ask for 5) run 2 there,
+# and a first step that leaves no gradients and creates no state (MeZO, ES) is the only one.
 META_STEPS = 2
 GIB = 2**30
 
@@ -248,6 +252,16 @@ def _static_tensors(model: torch.nn.Module, method: Any, batch: Batch) -> Iterat
     yield batch.targets
 
 
+def _declared(method: Any) -> dict[str, int]:
+    buffers = getattr(method, "memory_buffers", None)
+    return declared_bytes(buffers()) if buffers else {}
+
+
+def _steady(model: torch.nn.Module, method: Any, before: dict[str, int]) -> bool:
+    """True when a step left no gradients and created no state: the next one is the same step."""
+    return all(p.grad is None for p in model.parameters()) and _declared(method) == before
+
+
 def _setup(cell: Cell, task: Any, method_cls: type, config: Any, device: torch.device, steps: int,
            counters: budgets.Counters) -> tuple[Any, torch.nn.Module, Batch]:
     from harness.runner import _generators, seed_everything  # the runner's seeding, shared
@@ -278,7 +292,11 @@ def measure(cell: Cell, task: Any, method_cls: type, config: Any, device: torch.
     # One probe step gives the ledger (state created lazily in step 1, e.g. AdamW's moments, is
     # declared after it); the peak needs the later steps too (step 2 holds step 1's gradients).
     with Meter(device, model, method, MeterConfig(probe_steps=1, sampling=False)) as meter:
-        for _ in range(steps):
+        for index in range(steps):
+            if index == 1 and meta and _steady(model, method, declared):
+                break  # nothing carried over from step 1: step 2 would repeat it exactly
+            declared = _declared(method)
+
             def run() -> Any:
                 if tracker is None:
                     return method.step(batch)

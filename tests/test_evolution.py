@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,6 +21,15 @@ from suites.tasks.language_models import DecoderConfig
 from suites.tasks.synthetic_lm import SyntheticLMConfig, SyntheticLMTask
 from suites.tasks.vision_models import MLPConfig
 from suites.tasks.image_classification import DigitsConfig
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run several times faster on one torch thread (as `threads=1` cells do)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _setup(task, config: EvolutionConfig, seed: int = 0) -> Evolution:
