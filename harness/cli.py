@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -45,7 +46,7 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
 def _fail(message: str) -> int:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)  # "[control]" stays text
     return 2
 
 
@@ -96,7 +97,7 @@ class _Display:
                 detail += f"; {name} {', '.join(shown)}"
         elif record.get("error"):
             detail += " " + record["error"].splitlines()[0]
-        self.progress.console.print(f"[{colour}]{status}[/] {cell}{detail}", highlight=False)
+        self.progress.console.print(f"[{colour}]{status}[/] {escape(f'{cell}{detail}')}", highlight=False)
 
 
 def _resolve_cells(overrides: list[str], sweep: bool) -> tuple[RunConfig, list[Cell]]:
@@ -127,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StoreError as exc:
         return _fail(str(exc))
     for path in store.set_aside:
-        err_console.print(f"[yellow]warning:[/] unreadable record set aside as {path}; its cell will run again.")
+        err_console.print(f"[yellow]warning:[/] unreadable record set aside as {escape(str(path))}; its cell will run again.")
     console.print(
         f"{'sweep over ' if sweep else ''}suite [bold]{run.suite}[/]{f' (profile {run.profile})' if run.profile else ''}: "
         f"{len(cells)} cells, {len(split.done)} already recorded, {len(split.todo)} to run"
@@ -225,8 +226,9 @@ VERDICT_COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yell
 def _print_verdict(document: dict[str, Any]) -> None:
     verdict = document["verdict"]
     console.rule(f"[bold]{document['claim']}[/]: [{VERDICT_COLOURS[verdict]}]{verdict}[/]")
-    console.print(f"“{document['statement']}” — {document['source']}", highlight=False)
-    console.print(f"{document['quantity']} {document['relation']}: {document['reason']}", highlight=False)
+    console.print(f"“{document['statement']}” — {document['source']}", highlight=False, markup=False)
+    console.print(f"{document['quantity']} {document['relation']}: {document['reason']}", highlight=False,
+                  markup=False)
     if document["interval"]:
         low, high = document["interval"]
         console.print(f"estimate {document['estimate']:.4g}, {100 * document['confidence']:.0f}% interval "
@@ -262,18 +264,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "methods":
         for name in registry.method_names():
             cls = registry.get_method(name)
-            console.print(f"{name:24} supports {', '.join(sorted(cls.supports))}")
+            console.print(f"{name:24} supports {', '.join(sorted(cls.supports))}", markup=False)
             for f in dataclasses.fields(cls.Config):
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                console.print(f"    {f.name} = {default!r}", highlight=False)
+                console.print(f"    {f.name} = {default!r}", highlight=False, markup=False)
     elif args.what == "tasks":
         for name in registry.task_names():
             cls = registry.get_task(name)
             doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-            console.print(f"{name:24} kind {cls.kind:10} {doc}", highlight=False)
+            console.print(f"{name:24} kind {cls.kind:10} {doc}", highlight=False, markup=False)
     else:
         for name in available_suites():
-            console.print(f"{name:24} {load_suite(name).get('description', '').strip().splitlines()[0]}", highlight=False)
+            description = load_suite(name).get("description", "").strip().splitlines()[0]
+            console.print(f"{name:24} {description}", highlight=False, markup=False)  # "[control]" is text
     return 0
 
 

@@ -105,3 +105,9 @@ def test_list_commands_name_what_is_registered(capsys) -> None:
     assert main(["list", "methods"]) == 0 and "backprop" in capsys.readouterr().out
     assert main(["list", "tasks"]) == 0 and "fashion_mnist" in capsys.readouterr().out
     assert main(["list", "suites"]) == 0 and "vision-vit" in capsys.readouterr().out
+
+
+def test_brackets_in_messages_are_printed_not_read_as_markup(capsys) -> None:
+    """An install hint like pip install -e '.[control]' must reach the terminal whole."""
+    assert main(["run", "suite=vision-vit", "method=backprop[control]"]) == 2
+    assert "[control]" in capsys.readouterr().err
