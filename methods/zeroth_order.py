@@ -104,19 +104,18 @@ class ZerothOrder:
             return self.cfg.lr
         return self.cfg.lr * 0.5 * (1 + math.cos(math.pi * self.ctx.budget_fraction()))
 
-    def _replay(self, seed: int) -> Any:
-        """(parameter, z) pairs, z regenerated from `seed`, one parameter's noise at a time."""
+    def _perturb(self, seed: int, scale: float) -> None:
+        """theta += scale * z(seed), z regenerated parameter by parameter: one parameter's noise
+        alive at a time, scaled in place (no second temporary, on any device)."""
         for index, p in enumerate(self.params):
             self.noise.manual_seed(mix(seed, index))
-            yield p, torch.randn(p.shape, generator=self.noise, device=p.device, dtype=p.dtype)
-
-    def _perturb(self, seed: int, scale: float) -> None:
-        for p, z in self._replay(seed):
-            p.add_(z, alpha=scale)
+            z = torch.randn(p.shape, generator=self.noise, device=p.device, dtype=p.dtype)
+            p.add_(z.mul_(scale))
+            del z  # freed before the next parameter's noise is drawn
 
     def _loss(self, batch: Batch) -> float:
-        outputs = self.model(as_model_input(batch.inputs, self.dtype))
-        return float(self.ctx.task.loss(outputs.float(), batch))
+        # one expression: the low-precision logits are freed once their float copy exists
+        return float(self.ctx.task.loss(self.model(as_model_input(batch.inputs, self.dtype)).float(), batch))
 
     @torch.no_grad()
     def step(self, batch: Batch) -> StepStats:
@@ -139,8 +138,7 @@ class ZerothOrder:
                 if p.dim() >= 2:
                     p.mul_(1 - lr * self.cfg.weight_decay)
         for k, g in enumerate(projected):
-            for p, z in self._replay(int(self.seeds[k])):
-                p.add_(z, alpha=-lr * g / self.cfg.n)
+            self._perturb(int(self.seeds[k]), -lr * g / self.cfg.n)  # the update replays z once more
         return StepStats(loss=sum(losses) / len(losses), examples=batch.size,
                          forward_equivalents=2.0 * self.cfg.n)
 
