@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 TINY_SUITE = """
 description: tiny digits suite for tests
@@ -20,6 +21,16 @@ eval_every: {eval_every}
 device: cpu
 threads: 1
 """
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Every test's tiny models run on one torch thread, as `threads=1` cells do: on the 2-core
+    test machine a second thread makes them several times slower, not faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import math
 
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,22 +13,13 @@ from torch import nn
 from harness.config import resolve
 from harness.interface import SetupContext
 from harness.plan import plan
-from harness.runner import build_task, run_cell
+from harness.runner import run_cell
 from methods.evolution import Evolution, EvolutionConfig
 from suites.tasks.image_classification import DigitsTask
 from suites.tasks.language_models import DecoderConfig
 from suites.tasks.synthetic_lm import SyntheticLMConfig, SyntheticLMTask
 from suites.tasks.vision_models import MLPConfig
 from suites.tasks.image_classification import DigitsConfig
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run several times faster on one torch thread (as `threads=1` cells do)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _setup(task, config: EvolutionConfig, seed: int = 0) -> Evolution:

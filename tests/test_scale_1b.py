@@ -23,15 +23,6 @@ SMALL = {"task": "synthetic_lm", "vocab_size": 256, "seq_len": 64, "n_train": 16
          "decoder": {"dim": 64, "depth": 1, "heads": 4, "kv_heads": 2, "context": 64}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run several times faster on one torch thread (as `threads=1` cells do)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _suite(tmp_path: Path, **task) -> str:
     suite = {"tasks": {"lm": {**SMALL, **task}}, "method": ["backprop", "zeroth_order", "evolution"],
              "method_options": {"zeroth_order": {"dtype": "bfloat16"},

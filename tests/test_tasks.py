@@ -251,17 +251,7 @@ def test_bad_vit_shapes_name_the_key():
 # -------------------------------------------------------------------- learning
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny ops on a shared 2-core machine: a second thread mostly waits (measured 10x slower
-    under load), so the learning check runs single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_vit_learns_digits(one_thread):
+def test_vit_learns_digits():
     """The whole path a method uses (batches, model, loss, evaluate) reaches far above chance."""
     task = DigitsTask(DigitsConfig(model="vit", vit=ViTConfig(patch_size=2, dim=32, depth=2, heads=4)))
     model = task.build_model(gen(0))

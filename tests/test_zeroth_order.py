@@ -18,15 +18,6 @@ from suites.tasks.language_models import DecoderConfig
 from suites.tasks.synthetic_lm import SyntheticLMConfig, SyntheticLMTask
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run several times faster on one torch thread (as `threads=1` cells do)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def lm_suite(tmp_path: Path, method: str, steps: int = 2, **options) -> str:
     """A small synthetic-LM suite file (decoder dim 64, vocab 256, 16 x 64 tokens per batch)."""
     suite = {"tasks": {"lm": {"task": "synthetic_lm", "vocab_size": 256, "seq_len": 64, "n_train": 64,
