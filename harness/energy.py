@@ -10,8 +10,8 @@ Sources, in order of preference:
 Where none exists, energy is `None` with the reason. Never zero, never a TDP guess.
 
 How joules are attributed to steps. RAPL files are cheap to read and fine-grained, so they
-are read before and after every step. NVML is neither: on an H100 (device tool, this
-repository's .gpu check) one counter read took 2.8 ms (median; p90 5.7 ms) and the counter
+are read before and after every step. NVML is neither: on an H100
+(`python -m tests.bench.nvml_energy_check`) one counter read took 2.8 ms (median; p90 5.7 ms) and the counter
 moved only every 100 ms. Reading it around every step made a 2.5-ms MLP step 7x slower than
 a bare loop and attributed 2,730 J to 5.7 s of steps (478 W) while the whole 27-s window
 used 3,433 J (126 W). So NVML is read by the background `Sampler` only, every
