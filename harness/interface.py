@@ -19,6 +19,7 @@ Shapes, in one place:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -350,3 +351,18 @@ class ControlMethod(Protocol):
 def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> list[Tensor]:
     """Every tensor an optimizer keeps per parameter (momenta, second moments, steps)."""
     return [v for state in optimizer.state.values() for v in state.values() if isinstance(v, Tensor)]
+
+
+@contextmanager
+def seeded_init(generator: torch.Generator) -> Iterator[None]:
+    """Modules built inside draw their initial weights from `generator` alone.
+
+    nn.Module initialisers draw from the global RNG; a seed drawn from `generator` seeds a
+    forked copy of it (CPU only: models are built on the CPU and moved later), so the
+    caller's global state is left untouched. The seed is drawn on the CPU explicitly, so
+    this also works inside a `torch.device("meta")` context.
+    """
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device="cpu"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

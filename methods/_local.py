@@ -4,20 +4,20 @@
   optimizer keys and schedule every gradient-using paradigm shares (backprop's).
 - `block_shapes`: the per-example shape of the stem's and every block's output, read off
   one forward pass (a flat vector for the MLP, [tokens, dim] for the ViT).
-- `seeded`: builds modules (auxiliary heads) from the method's generator alone.
+- `seeded`: builds modules (auxiliary heads) from the method's generator alone
+  (harness.interface.seeded_init, re-exported).
 - `has_parameters`: whether a module learns anything (the MLP's stem, a Flatten, does not);
   `num_classes`: the task's classes, checked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from harness.interface import BlockModel, SetupContext
+from harness.interface import seeded_init as seeded  # noqa: F401  (re-exported for the methods)
 from methods._optim import WeightOptimizer, make_optimizer, set_lr  # noqa: F401  (re-exported)
 
 
@@ -41,13 +41,3 @@ def block_shapes(model: BlockModel, input_shape: tuple[int, ...], device: torch.
     outputs = model.block_outputs(torch.zeros(1, *input_shape, device=device))
     model.train(was_training)
     return [tuple(h.shape[1:]) for h in outputs]
-
-
-@contextmanager
-def seeded(generator: torch.Generator) -> Iterator[None]:
-    """Modules built inside draw their initial weights from `generator` (through a private
-    global RNG seeded from it), and the caller's global RNG is left untouched."""
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harness.interface import BlockModel
+from harness.interface import BlockModel, seeded_init
 
 InputShape = tuple[int, int, int]  # (channels, height, width)
 
@@ -150,15 +150,8 @@ class PooledHead(nn.Module):
 
 
 def _seeded(make: Callable[[], BlockModel], generator: torch.Generator) -> BlockModel:
-    """Run `make` under a private global RNG seeded from `generator`.
-
-    nn.Module initialisers draw from the global RNG; forking it (CPU only: models are
-    built on the CPU and moved later) makes the parameters a function of `generator`
-    alone and leaves the caller's global state untouched.
-    """
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device="cpu"))  # also under a meta-device context
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    """`make()` with its parameters a function of `generator` alone (harness.interface.seeded_init)."""
+    with seeded_init(generator):
         return make()
 
 
