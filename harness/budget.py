@@ -4,7 +4,7 @@ Rules (the same for every method):
 
 - A *step* is one call to `Method.step` on one batch from the harness.
 - *examples* are the training examples the method reports consuming (`StepStats.examples`).
-- *env_steps* (control tasks only, harness/control.py): environment transitions, one per
+- *env_steps* (control tasks only, harness/loops/control.py): environment transitions, one per
   `act` + environment step + `observe`. A control cell counts one step and one example per
   environment step whatever the method does inside (a DQN replaying 128 stored transitions
   has still drawn one new sample), so steps = examples = env_steps there.

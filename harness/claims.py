@@ -9,8 +9,9 @@ and writes `<results>/claims/<id>.json`.
 The strong-baseline rule:
 - `baseline.tune_lr: [...]` sweeps the baseline's learning rate on the first seed under
   the same budget and keeps the best *validation* metric; all seeds then use it.
-- memory quantities are also held against backprop with activation checkpointing, with
-  bf16 autocast and with both; the baseline is the variant with the least memory. The
+- memory quantities are also held against the baseline's declared `memory_variants`
+  (harness/interface.py; backprop: activation checkpointing, bf16 autocast and both);
+  the baseline is the variant with the least memory. The
   ledger is read from the meter's probe steps, so memory cells run a short budget
   (`MEMORY_STEPS` steps) whatever the claim's budget.
 """
@@ -30,16 +31,16 @@ import yaml
 from harness import registry
 from harness.config import SUITES_DIR, ConfigError, build_dataclass, resolve_overrides, suite_path
 from harness.energy import EnergyMeter
+from harness.interface import memory_variants
 from harness.launch import LauncherConfig, RecordCallback, launch, split_by_store
 from harness.plan import Cell, plan, resolve_device
 from harness.quantities import QUANTITIES, Missing, per_seed
-from harness.runner import ProgressCallback
+from harness.loops.common import ProgressCallback
 from harness.stats import Relation, bootstrap_interval, decide
 from harness.store import Store
 
 CLAIMS_DIR = SUITES_DIR / "claims"
 MEMORY_STEPS = 5
-MEMORY_VARIANTS = ({}, {"checkpoint": True}, {"bf16": True}, {"checkpoint": True, "bf16": True})
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ def _cells(claim: Claim, side: Side, config: dict[str, Any], seeds: list[int],
 
 
 @dataclass
-class Runner:
+class ClaimCells:
     """Runs the cells a claim needs through the store (resume: recorded cells are reused)."""
 
     store: Store
@@ -218,7 +219,7 @@ def _val_score(record: dict[str, Any]) -> float:
     return _val(record) if record["final"].get("higher_is_better", True) else -_val(record)
 
 
-def _tuned_baseline(claim: Claim, runner: Runner, seeds: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _tuned_baseline(claim: Claim, runner: ClaimCells, seeds: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The baseline config with the learning rate that won the validation sweep."""
     side = claim.baseline
     assert side is not None
@@ -242,7 +243,7 @@ def _tuned_baseline(claim: Claim, runner: Runner, seeds: list[int]) -> tuple[dic
 # ------------------------------------------------------------------------- verdicts
 
 
-def verify(claim: Claim, runner: Runner) -> dict[str, Any]:
+def verify(claim: Claim, runner: ClaimCells) -> dict[str, Any]:
     """Run what the claim needs and return its verdict document (also written to the store)."""
     quantity = QUANTITIES[claim.quantity]
     relation = Relation.parse(claim.relation)
@@ -267,7 +268,7 @@ def verify(claim: Claim, runner: Runner) -> dict[str, Any]:
             # the learning rate changes no memory figure: memory claims skip the sweep
             config, document["baseline_sweep"] = ((dict(claim.baseline.config), []) if memory
                                                   else _tuned_baseline(claim, runner, seeds))
-            variants = MEMORY_VARIANTS if memory and claim.baseline.name == "backprop" else ({},)
+            variants = memory_variants(registry.get_method(claim.baseline.name)) if memory else ({},)
             candidates = []
             for variant in variants:
                 records = runner.records(_cells(claim, claim.baseline, {**config, **variant}, seeds, extra))
@@ -320,4 +321,4 @@ def _verdict(rows: list[dict[str, Any]], kind: str, relation: Relation, confiden
 
 
 def write_verdict(store: Store, document: dict[str, Any]) -> Path:
-    return store.write_json(f"claims/{document['claim']}.json", document)
+    return store.write_verdict(document["claim"], document)

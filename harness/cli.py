@@ -4,7 +4,7 @@
     bench sweep suite=vision-vit method=[backprop,forward_forward] method.lr=[1e-3,3e-4] launcher.kind=ray
     bench status suite=vision-vit [key=value ...]
     bench claims list | new ID | verify ID|all [key=value ...]
-    bench report SUITE|claims [--results-dir DIR] [--reports-dir DIR]
+    bench report SUITE|claims [results_dir=DIR] [reports_dir=DIR]
     bench list methods|tasks|suites
     bench env
     bench data shakespeare [--dir DIR] [--force]
@@ -31,11 +31,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness import registry
 from harness.config import SUITES_DIR, ConfigError, RunConfig, available_suites, describe, load_suite, parse_overrides, resolve
 from harness.environment import environment
-from harness.interface import TaskDataError
+from harness.interface import FetchableTask, TaskDataError
 from harness.launch import cell_states, check_data, launch, split_by_store
 from harness.sweep import expand_grid
 from harness.plan import Cell, plan
-from harness.runner import Progress as StepProgress
+from harness.loops.common import StepProgress
 from harness.store import Store, StoreError
 from harness.summary import render, summarise
 
@@ -179,13 +179,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def directory_of(key: str, flag: str | None, overrides: list[tuple[str, Any]], default: str) -> Path:
+    """A command's directory `key` (results_dir, reports_dir): `key=DIR` on every command, or
+    the older `--results-dir DIR` flag of `claims` and `report`; both at once must agree."""
+    given = {str(v) for k, v in overrides if k == key} | ({flag} if flag is not None else set())
+    if len(given) > 1:
+        raise ConfigError(f"two {key} values given ({', '.join(sorted(given))}): name one, with {key}=DIR.")
+    value = given.pop() if given else default
+    if not value.strip():
+        raise ConfigError(f"{key} is empty: name a directory, e.g. {key}={default}.")
+    return Path(value)
+
+
 def cmd_claims(args: argparse.Namespace) -> int:
     from harness import claims as claims_mod  # scipy is only needed here
 
     claims_dir = Path(args.claims_dir)
     try:
         if args.action == "list":
-            return _claims_list(claims_mod, claims_dir, Path(args.results_dir))
+            overrides = parse_overrides([a for a in args.ids if "=" in a])
+            return _claims_list(claims_mod, claims_dir, directory_of("results_dir", args.results_dir, overrides, "results"))
         if not args.ids:
             return _fail(f"bench claims {args.action} needs a claim id{' or all' if args.action == 'verify' else ''}.")
         if args.action == "new":
@@ -198,13 +211,16 @@ def cmd_claims(args: argparse.Namespace) -> int:
         claims = [claims_mod.load_claim(p) for p in paths]
     except ConfigError as exc:
         return _fail(str(exc))
-    store = Store(Path(str(dict(extra).get("results_dir", args.results_dir))))
+    try:
+        store = Store(directory_of("results_dir", args.results_dir, extra, "results"))
+    except ConfigError as exc:
+        return _fail(str(exc))
     try:
         store.check_writable()
     except StoreError as exc:
         return _fail(str(exc))
     display = _Display(None)
-    runner = claims_mod.Runner(store, extra, display.on_progress, display.on_record)
+    runner = claims_mod.ClaimCells(store, extra, display.on_progress, display.on_record)
     verdicts = []
     with display.progress:
         for claim in claims:
@@ -216,7 +232,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
             verdicts.append(document)
             _print_verdict(document)
     store.rebuild_index()
-    console.print(f"{len(verdicts)} claims verified, {runner.ran} cells trained; verdicts in {store.root / 'claims'}")
+    console.print(f"{len(verdicts)} claims verified, {runner.ran} cells trained; verdicts in {store.verdicts_dir}")
     return 0
 
 
@@ -244,10 +260,12 @@ def _claims_list(claims_mod: Any, claims_dir: Path, results_dir: Path) -> int:
     table = Table(title=f"claims in {claims_dir}")
     for column in ("id", "quantity", "relation", "method vs baseline", "suite/task", "last verdict"):
         table.add_column(column)
+    verdicts = Store(results_dir).read_verdicts()
     for path in claims_mod.claim_paths(claims_dir):
         claim = claims_mod.load_claim(path)
-        verdict_file = results_dir / "claims" / f"{claim.id}.json"
-        last = json.loads(verdict_file.read_text())["verdict"] if verdict_file.is_file() else "not verified"
+        document = verdicts.get(claim.id)
+        last = ("not verified" if document is None else document.get("verdict", "unreadable")
+                if isinstance(document, dict) else "unreadable: verify again")
         versus = claim.method.name + (f" vs {claim.baseline.name}" if claim.baseline else "")
         table.add_row(claim.id, claim.quantity, claim.relation, versus, f"{claim.suite}/{claim.task}", last)
     console.print(table)
@@ -257,6 +275,15 @@ def _claims_list(claims_mod: Any, claims_dir: Path, results_dir: Path) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from harness import report  # matplotlib is only needed here
 
+    try:
+        overrides = parse_overrides(args.overrides)
+        unknown = sorted({k for k, _ in overrides} - {"results_dir", "reports_dir"})
+        if unknown:
+            raise ConfigError(f"bench report takes results_dir=DIR and reports_dir=DIR, not {', '.join(unknown)}.")
+        args.results_dir = str(directory_of("results_dir", args.results_dir, overrides, "results"))
+        args.reports_dir = str(directory_of("reports_dir", args.reports_dir, overrides, "reports"))
+    except ConfigError as exc:
+        return _fail(str(exc))
     return report.cmd_report(args)
 
 
@@ -286,13 +313,12 @@ def cmd_data(args: argparse.Namespace) -> int:
         task_cls = registry.get_task(args.task)
     except registry.RegistryError as exc:
         return _fail(str(exc))
-    fetch = getattr(task_cls, "fetch_data", None)
-    if fetch is None:
+    if not isinstance(task_cls, FetchableTask):
         return _fail(f"task {args.task} has no `bench data` step (its data comes with a package or from its "
                      "own source; see its docstring).")
     try:
         with console.status(f"fetching the data of {args.task} ..."):
-            summary = fetch(args.dir, args.force)
+            summary = task_cls.fetch_data(args.dir, args.force)
     except TaskDataError as exc:
         return _fail(str(exc))
     console.print_json(json.dumps(summary, default=str))
@@ -329,12 +355,13 @@ def main(argv: list[str] | None = None) -> int:
     claims.add_argument("ids", nargs="*", metavar="ID|all|key=value",
                         help="claim ids (or all), then suite overrides such as threads=1 device=cpu")
     claims.add_argument("--claims-dir", default=str(CLAIMS_DIR))
-    claims.add_argument("--results-dir", default="results")
+    claims.add_argument("--results-dir", default=None, help=argparse.SUPPRESS)  # older spelling of results_dir=DIR
     claims.set_defaults(func=cmd_claims)
     report = sub.add_parser("report", help="write reports/<target>/ (index.html, report.md, figures)")
     report.add_argument("target", help="a suite name, or claims")
-    report.add_argument("--results-dir", default="results")
-    report.add_argument("--reports-dir", default="reports")
+    report.add_argument("overrides", nargs="*", metavar="results_dir=DIR|reports_dir=DIR")
+    report.add_argument("--results-dir", default=None, help=argparse.SUPPRESS)  # older spelling of results_dir=DIR
+    report.add_argument("--reports-dir", default=None, help=argparse.SUPPRESS)
     report.set_defaults(func=cmd_report)
     data = sub.add_parser("data", help="fetch a task's data once: bench data shakespeare [--dir DIR]")
     data.add_argument("task", help="a registered task, e.g. shakespeare")

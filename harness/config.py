@@ -50,7 +50,7 @@ import yaml
 
 from harness import registry
 from harness.budget import BUDGET_KINDS, Budget
-from harness.interface import ShiftConfig
+from harness.interface import FineTuningConfig, ShiftConfig
 from harness.meter import MeterConfig
 from harness.registry import did_you_mean
 
@@ -58,6 +58,7 @@ SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TOP_LEVEL_KEYS = (
     "suite", "description", "tasks", "task", "method", "method_options", "seeds", "budget", "batch_size",
     "eval_every", "device", "threads", "meter", "launcher", "shift", "data_dir", "results_dir", "profile", "profiles",
+    "pretrain_method",
 )
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -80,6 +81,30 @@ class MethodSpec:
 
 
 @dataclass(frozen=True)
+class LauncherConfig:
+    """`launcher.*` keys. Launchers change where cells run, never what they compute."""
+
+    kind: Literal["local", "submitit", "ray"] = "local"
+    workers: int = 1  # local: processes (1 = this process, with a live progress display); 0 = one per core
+    folder: str = ".submitit"  # submitit: logs and pickles, relative to the results directory
+    cluster: Literal["auto", "slurm", "local", "debug"] = "auto"  # submitit: "local" runs jobs as local processes
+    partition: str | None = None  # submitit (Slurm)
+    timeout_min: int = 120
+    gpus_per_node: int = 0
+    cpus_per_task: int = 2
+    mem_gb: int = 16
+    array_parallelism: int = 64
+    address: str | None = None  # ray: address of a running cluster; None starts a local instance
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0 (0 = one per core), got {self.workers}")
+        for key in ("timeout_min", "cpus_per_task", "mem_gb", "array_parallelism"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A fully resolved and validated suite run."""
 
@@ -94,7 +119,7 @@ class RunConfig:
     device: str
     threads: int | None
     meter: MeterConfig
-    launcher: Any  # harness.launch.LauncherConfig (imported late: launch imports the runner)
+    launcher: LauncherConfig
     shift: ShiftConfig
     results_dir: Path
     profile: str | None = None
@@ -369,18 +394,20 @@ def _validate(raw: dict[str, Any], profile: str | None, overrides: tuple[str, ..
     )
 
 
-PRETRAIN_METHOD = "backprop"
+def _init_from(task: TaskSpec) -> str | None:
+    return task.config.init_from if isinstance(task.config, FineTuningConfig) else None
 
 
 def _pretrain_method(raw: dict[str, Any], tasks: tuple[TaskSpec, ...]) -> MethodSpec | None:
-    """Backprop as the suite configures it (`method_options.backprop`), for tasks with `init_from: LABEL`.
+    """The suite's `pretrain_method`, as the suite configures it (`method_options.NAME`), for
+    tasks with `init_from: LABEL`.
 
     Command-line method overrides are left out on purpose: every fine-tuning method, whatever
-    its settings, starts from the same pretraining cell (which is the suite's own backprop
-    cell of task LABEL, so it is trained once and found in the store after that).
+    its settings, starts from the same pretraining cell (the suite's own cell of task LABEL
+    with that method, so it is trained once and found in the store after that).
     """
     labels = {t.label: t for t in tasks}
-    fine_tunes = {t.label: getattr(t.config, "init_from", None) for t in tasks}
+    fine_tunes = {t.label: _init_from(t) for t in tasks}
     fine_tunes = {label: source for label, source in fine_tunes.items() if source is not None}
     if not fine_tunes:
         return None
@@ -388,17 +415,21 @@ def _pretrain_method(raw: dict[str, Any], tasks: tuple[TaskSpec, ...]) -> Method
         if source not in labels:
             raise ConfigError(f"tasks.{label}.init_from: no task labelled {source!r} in this suite."
                               f"{did_you_mean(str(source), list(labels))} Labels: {', '.join(labels)}.")
-        if getattr(labels[source].config, "init_from", None) is not None:
+        if _init_from(labels[source]) is not None:
             raise ConfigError(f"tasks.{label}.init_from={source}, but {source} is itself a fine-tuning task; "
                               "pretrain from a task without init_from.")
-    options = (raw.get("method_options") or {}).get(PRETRAIN_METHOD) or {}
-    method_cls = registry.get_method(PRETRAIN_METHOD)
-    return MethodSpec(PRETRAIN_METHOD, build_dataclass(method_cls.Config, options, f"method_options.{PRETRAIN_METHOD}"))
+    name = raw.get("pretrain_method")
+    if not isinstance(name, str):
+        raise ConfigError(f"tasks {', '.join(fine_tunes)} fine-tune (init_from), so the suite must name the method "
+                          f"that pretrains them: add e.g. `pretrain_method: backprop` to it (got {name!r}).")
+    if name not in registry.method_names():
+        _unknown_method(name, "pretrain_method")
+    options = (raw.get("method_options") or {}).get(name) or {}
+    method_cls = registry.get_method(name)
+    return MethodSpec(name, build_dataclass(method_cls.Config, options, f"method_options.{name}"))
 
 
-def _launcher(value: Any) -> Any:
-    from harness.launch import LauncherConfig
-
+def _launcher(value: Any) -> LauncherConfig:
     return build_dataclass(LauncherConfig, value, "launcher")
 
 
@@ -423,7 +454,7 @@ def _check_env_steps(budget: Budget, tasks: tuple[TaskSpec, ...]) -> None:
     """budget.env_steps counts environment steps: a task without an environment never spends it."""
     if budget.kind != "env_steps":
         return
-    static = [t.label for t in tasks if getattr(registry.get_task(t.task), "kind", None) != "control"]
+    static = [t.label for t in tasks if registry.get_task(t.task).kind != "control"]
     if static:
         raise ConfigError(f"budget.env_steps counts environment steps, and tasks {', '.join(static)} are not "
                           "control tasks; give them budget.steps or budget.examples (or run suite=control).")

@@ -14,6 +14,12 @@ Shapes, in one place:
   learning) read and train each block's output.
 - A `Task` hands out batches, builds a fresh model for a seed, defines the training
   loss a global method minimises and the metric the harness reports.
+
+The whole contract is here, optional parts included: every hook a task or a method may
+offer is a small Protocol below (`ShiftableTask`, `FetchableTask`, `MemoryOnlyTask`,
+`ContinualTask`, `ControlTask`, `LMEvaluableTask`, `FineTuningConfig`; `Describable`,
+`MemoryVariants` for methods), and the harness looks for nothing else. `loop_for(task)`
+is the one place that decides which loop a task runs in. Task kinds are `TaskKind`.
 """
 
 from __future__ import annotations
@@ -21,10 +27,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, get_args, runtime_checkable
 
 import torch
 from torch import Tensor, nn
+
+
+TaskKind = Literal["classify", "lm", "control"]
+"""What sort of problem a task is; a method's `supports` names the kinds it can train."""
+TASK_KINDS: tuple[str, ...] = get_args(TaskKind)
+
+LoopKind = Literal["supervised", "continual", "control", "memory_only"]
+"""Which loop of harness/loops/ runs a task (see `loop_for`)."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +117,7 @@ class Task(Protocol):
     """
 
     name: str
-    kind: str
+    kind: TaskKind
     metric: str
     higher_is_better: bool
 
@@ -135,8 +150,9 @@ class Experience(Protocol):
         """Accuracy (and loss) on this experience's "val" or "test" split."""
 
 
+@runtime_checkable
 class ContinualTask(Task, Protocol):
-    """A task that is a sequence of experiences; harness/continual.py trains through them in order.
+    """A task that is a sequence of experiences; harness/loops/continual.py trains through them in order.
 
     scenario: "class", "task" or "domain"-incremental (van de Ven & Tolias, 2019).
     regime: "sequential" (experience by experience) or "joint" (every phase draws from
@@ -166,6 +182,71 @@ class ShiftConfig:
     def __post_init__(self) -> None:
         if any(s < 0 for s in self.noise) or any(p < 0 for p in self.translation):
             raise ValueError("noise and translation severities must be >= 0")
+
+
+@runtime_checkable
+class ShiftableTask(Protocol):
+    """A task that can score a model on shifted copies of its test set (`shift.enabled`)."""
+
+    def evaluate_shifted(self, predict: Callable[[Tensor], Tensor], device: torch.device,
+                         shift: ShiftConfig) -> dict[str, float]:
+        """{"kind@severity": metric} for every shift and severity of `shift`."""
+
+
+@runtime_checkable
+class FetchableTask(Protocol):
+    """A task class whose data `bench data NAME` can fetch (a classmethod)."""
+
+    @classmethod
+    def fetch_data(cls, data_dir: str | None = None, force: bool = False) -> dict[str, Any]:
+        """Download or unpack the data into `data_dir`; what was written, for the user."""
+
+
+@runtime_checkable
+class MemoryOnlyTask(Protocol):
+    """A task whose cells measure the memory of a few steps at scale instead of training.
+
+    memory_only: True when this instance is such a task (a task class may offer both).
+    variants: per method name, extra configurations measured beside the cell's own
+      (e.g. backprop with checkpointing), as config overrides.
+    """
+
+    memory_only: bool
+    variants: dict[str, list[dict[str, Any]]]
+
+
+@runtime_checkable
+class LMEvaluableTask(Protocol):
+    """A language task lm-eval can score (harness/lm_eval_bridge.py); kind "lm".
+
+    The model side: `encode`/`decode` between text and ids, `context` (the longest
+    sequence) and `prefix_token` (what stands before the first token); the evaluation:
+    which lm-eval tasks, where their YAML lives, and the metadata handed to them.
+    """
+
+    lm_eval_tasks: tuple[str, ...]
+    lm_eval_limit: int | None
+    lm_eval_batch_size: int
+    lm_eval_include_path: Path
+    context: int
+    prefix_token: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, tokens: list[int]) -> str: ...
+
+    def lm_eval_metadata(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class FineTuningConfig(Protocol):
+    """A task config that can start from another task's trained model.
+
+    init_from: the label of the suite's pretraining task, or None; the suite's
+      `pretrain_method` trains that task first (once, found in the store after that).
+    """
+
+    init_from: str | None
 
 
 Observation = tuple[int, ...]  # one outcome index per observation modality of a control task
@@ -227,7 +308,7 @@ class DiscreteModelSpec:
 
 @runtime_checkable
 class ControlTask(Protocol):
-    """An environment with discrete observations and actions; harness/control.py runs it.
+    """An environment with discrete observations and actions; harness/loops/control.py runs it.
 
     The harness owns the environment loop, the clock, the budget (`env_steps`) and the
     scoring; a method only acts and learns. Observations are tuples of outcome indices,
@@ -239,7 +320,7 @@ class ControlTask(Protocol):
     """
 
     name: str
-    kind: str  # "control"
+    kind: TaskKind  # "control"
     metric: str  # "return"
     higher_is_better: bool
     observation_counts: tuple[int, ...]
@@ -317,9 +398,10 @@ class Method(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
-    # Optional: `memory_buffers() -> dict[str, Tensor | list[Tensor]]` names every tensor
-    # the method keeps besides the model's parameters and gradients (optimizer state,
-    # value nodes, perturbation seeds, auxiliary heads), so the memory ledger counts it.
+    def memory_buffers(self) -> dict[str, Tensor | list[Tensor]]:
+        """Every tensor the method keeps besides the model's parameters and gradients
+        (optimizer state, value nodes, perturbation seeds, auxiliary heads), so the memory
+        ledger counts it. Required: the registry refuses a method without it."""
 
 
 class ControlMethod(Protocol):
@@ -346,6 +428,46 @@ class ControlMethod(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def memory_buffers(self) -> dict[str, Tensor | list[Tensor]]: ...
+
+
+REQUIRED_METHOD_MEMBERS = ("supports", "Config", "setup", "state_dict", "load_state_dict", "memory_buffers")
+"""What the registry checks a method class defines (plus `step`/`predict` or `act`/`observe`)."""
+
+
+@runtime_checkable
+class Describable(Protocol):
+    """A method that describes itself for the record (e.g. what a control agent was told)."""
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+class MemoryVariants(Protocol):
+    """A method with cheaper-memory settings of itself that a memory claim must also try.
+
+    memory_variants: config overrides, e.g. ({"checkpoint": True}, {"bf16": True}); a
+      memory claim's baseline is the variant (or the plain config) with the least memory,
+      so a method is never compared against a needlessly heavy baseline.
+    """
+
+    memory_variants: ClassVar[tuple[dict[str, Any], ...]]
+
+
+def memory_variants(method_cls: type) -> tuple[dict[str, Any], ...]:
+    """The configs a memory claim tries for `method_cls`: its own, then its `memory_variants`."""
+    return ({}, *getattr(method_cls, "memory_variants", ()))  # the declared hook (inherited too), or none
+
+
+def loop_for(task: Any) -> LoopKind:
+    """Which loop runs `task`, by the protocol it declares: the one dispatch rule."""
+    if task.kind == "control":
+        return "control"
+    if isinstance(task, MemoryOnlyTask) and task.memory_only:
+        return "memory_only"
+    if isinstance(task, ContinualTask):
+        return "continual"
+    return "supervised"
 
 
 def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> list[Tensor]:

@@ -20,39 +20,17 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from harness.config import LauncherConfig
 from harness.locks import is_running, try_claim
+from harness.loops.common import ProgressCallback, build_task
 from harness.plan import Cell
-from harness.runner import ProgressCallback, build_task, run_cell
+from harness.runner import run_cell
 from harness.store import Store
 
 FINAL_STATUSES = frozenset({"completed", "diverged", "unsupported"})
 RecordCallback = Callable[[Cell, str, dict[str, Any] | None], None]
-
-
-@dataclass(frozen=True)
-class LauncherConfig:
-    """`launcher.*` keys. Launchers change where cells run, never what they compute."""
-
-    kind: Literal["local", "submitit", "ray"] = "local"
-    workers: int = 1  # local: processes (1 = this process, with a live progress display); 0 = one per core
-    folder: str = ".submitit"  # submitit: logs and pickles, relative to the results directory
-    cluster: Literal["auto", "slurm", "local", "debug"] = "auto"  # submitit: "local" runs jobs as local processes
-    partition: str | None = None  # submitit (Slurm)
-    timeout_min: int = 120
-    gpus_per_node: int = 0
-    cpus_per_task: int = 2
-    mem_gb: int = 16
-    array_parallelism: int = 64
-    address: str | None = None  # ray: address of a running cluster; None starts a local instance
-
-    def __post_init__(self) -> None:
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0 (0 = one per core), got {self.workers}")
-        for key in ("timeout_min", "cpus_per_task", "mem_gb", "array_parallelism"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
 
 
 @dataclass
@@ -118,10 +96,26 @@ def execute(cell: Cell, results_dir: Path, on_progress: ProgressCallback | None 
         record = store.load(cell.suite, cell.run_id)  # another worker may have finished it meanwhile
         if is_final(record):
             return "done", record
-        record = run_cell(cell, on_progress, Path(results_dir))
+        record = run_cell(cell, on_progress, store, lambda pretrain: pretrained_state(pretrain, store, on_progress))
         record["worker"] = {"host": socket.gethostname(), "pid": os.getpid()}
         store.write(cell.suite, cell.run_id, record)
     return "ran", record
+
+
+def pretrained_state(pretrain: Cell, store: Store, on_progress: ProgressCallback | None) -> dict[str, Any]:
+    """The selected model state of `pretrain`, training it first when the store lacks it."""
+    outcome, record = execute(pretrain, store.root, on_progress)
+    if outcome == "busy":
+        raise RuntimeError(f"its pretraining cell {pretrain} ({pretrain.run_id}) is being trained by another worker; "
+                           "run again when it has finished.")
+    if record is None or record.get("status") != "completed":
+        status = None if record is None else f"{record.get('status')}: {record.get('error')}"
+        raise RuntimeError(f"its pretraining cell {pretrain} ({pretrain.run_id}) did not complete ({status}).")
+    state = store.load_model_state(pretrain.suite, pretrain.run_id)
+    if state is None:
+        raise RuntimeError(f"its pretraining cell {pretrain} has no {store.model_state_path(pretrain.suite, pretrain.run_id)}: "
+                           "delete that cell's record.json and run again, so it is retrained and saved.")
+    return state
 
 
 def _execute_remote(cell: Cell, results_dir: str) -> tuple[str, dict | None]:

@@ -49,7 +49,10 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
-from harness.runner import MODEL_STATE  # saved by the runner beside record.json
+from harness.config import build_dataclass
+from harness.interface import LMEvaluableTask
+from harness.registry import get_task
+from harness.store import Store, StoreError
 
 DEFAULT_BATCH = 64
 DEFAULT_MAX_GEN = 256
@@ -182,33 +185,26 @@ class BenchLM(TemplateLM):
 # ------------------------------------------------------------------- finished runs
 
 
-def find_record(run: str, results_dir: Path) -> Path:
-    matches = sorted(Path(results_dir).glob(f"*/{run}/record.json"))
-    if not matches:
-        raise BenchRunError(f"no run {run!r} under {Path(results_dir).resolve()}: pass results_dir=DIR, the "
-                            "results_dir of the `bench run` that trained it (run ids are the directory names).")
-    return matches[0]
-
-
 def load_run(run: str, results_dir: Path, device: str | torch.device = "cpu") -> tuple[Any, Callable, dict]:
-    """(task, predict, record) of a finished LM run, its selected state loaded from model.pt."""
-    from harness.config import build_dataclass
-    from harness.registry import get_task
-
-    path = find_record(run, results_dir)
+    """(task, predict, record) of a finished LM run, its selected state loaded from its model checkpoint."""
+    store = Store(Path(results_dir))
+    try:
+        suite, path = store.find_run(run)
+    except StoreError as exc:
+        raise BenchRunError(str(exc)) from exc
     record = json.loads(path.read_text())
     if record.get("threads"):  # as many CPU threads as the run had: two on a busy 2-core machine crawl
         torch.set_num_threads(int(record["threads"]))
     if record.get("status") != "completed":
         raise BenchRunError(f"run {run} is {record.get('status')!r}, not completed ({record.get('error')}).")
-    state_path = path.parent / MODEL_STATE
-    if not state_path.is_file():
-        raise BenchRunError(f"run {run} has no {MODEL_STATE} beside its record ({path.parent}): only LM cells "
+    state = store.load_model_state(suite, run)
+    if state is None:
+        raise BenchRunError(f"run {run} has no model checkpoint beside its record ({path.parent}): only LM cells "
                             "trained by this version of the runner save their selected model state.")
     task_cls = get_task(record["task"])
     task = task_cls(build_dataclass(task_cls.Config, record["config"]["task_config"], f"run {run} task"))
     model = task.build_model(torch.Generator().manual_seed(0))
-    model.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=True))
+    model.load_state_dict(state)
     model.to(device).eval()
 
     def predict(ids: Tensor) -> Tensor:
@@ -221,15 +217,13 @@ def load_run(run: str, results_dir: Path, device: str | torch.device = "cpu") ->
 # ------------------------------------------------------------------- evaluation
 
 
-def evaluate_cell(task: Any, predict: Callable[[Tensor], Tensor], device: torch.device) -> dict[str, Any]:
+def evaluate_cell(task: LMEvaluableTask, predict: Callable[[Tensor], Tensor], device: torch.device) -> dict[str, Any]:
     """lm-eval on the task's `lm_eval_tasks`: {task: {metric: value, metric_stderr: value}}."""
-    names = list(getattr(task.config, "lm_eval_tasks", ()) or ())
+    names = list(task.lm_eval_tasks)
     if not names:
         return {"tasks": {}, "reason": "no lm_eval_tasks configured"}
-    model = BenchLM(task=task, predict=predict, device=device,
-                    batch_size=getattr(task.config, "lm_eval_batch_size", DEFAULT_BATCH))
-    results = run_lm_eval(model, names, task.lm_eval_include_path, task.lm_eval_metadata(),
-                          getattr(task.config, "lm_eval_limit", None))
+    model = BenchLM(task=task, predict=predict, device=device, batch_size=task.lm_eval_batch_size)
+    results = run_lm_eval(model, names, task.lm_eval_include_path, task.lm_eval_metadata(), task.lm_eval_limit)
     return {"tasks": results, "reason": None}
 
 

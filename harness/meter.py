@@ -161,9 +161,8 @@ class Meter:
 
     def _update_ledger(self, saved: SavedTensorLedger) -> None:
         params, grads = model_bytes(self.model)
-        buffers = getattr(self.method, "memory_buffers", None)
         current = {"parameters": params, "gradients": grads, **saved.peak,
-                   **(declared_bytes(buffers()) if buffers else {})}
+                   **declared_bytes(self.method.memory_buffers())}
         for key, value in current.items():
             self.ledger[key] = max(self.ledger.get(key, 0), value)
 

@@ -11,7 +11,7 @@ import torch
 from harness.budget import Budget
 from harness.config import ConfigError, MethodSpec, RunConfig, TaskSpec
 from harness.energy import EnergyMeter
-from harness.interface import ShiftConfig
+from harness.interface import FineTuningConfig, ShiftConfig
 from harness.meter import MeterConfig
 from harness.store import run_id
 
@@ -90,10 +90,11 @@ def plan(run: RunConfig) -> list[Cell]:
     labels = {task.label: task for task in run.tasks}
 
     def cell(task: TaskSpec, method: MethodSpec, seed: int) -> Cell:
-        init_from = getattr(task.config, "init_from", None)
         pretrain = None
-        if init_from is not None:  # config.py checked the label and that the pretraining task is no fine-tune
-            pretrain = cell(labels[init_from], run.pretrain_method, seed)
+        if isinstance(task.config, FineTuningConfig) and task.config.init_from is not None:
+            # config.py checked the label, that the pretraining task is no fine-tune, and the method
+            assert run.pretrain_method is not None
+            pretrain = cell(labels[task.config.init_from], run.pretrain_method, seed)
         return Cell(run.suite, task, method, seed, run.budget, run.batch_size, run.eval_every, device, run.threads,
                     run.meter, run.shift, pretrain)
 

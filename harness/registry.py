@@ -14,6 +14,8 @@ import importlib
 import pkgutil
 from typing import Any, Callable, TypeVar
 
+from harness.interface import REQUIRED_METHOD_MEMBERS, TASK_KINDS
+
 T = TypeVar("T")
 
 _METHODS: dict[str, type] = {}
@@ -34,10 +36,13 @@ def did_you_mean(name: str, known: list[str]) -> str:
     return f' Did you mean "{close[0]}"?' if close else ""
 
 
-def _register(table: dict[str, type], kind: str, name: str) -> Callable[[T], T]:
+def _register(table: dict[str, type], kind: str, name: str,
+              check: Callable[[Any, str], None] | None = None) -> Callable[[T], T]:
     def decorate(cls: T) -> T:
         if name in table and table[name] is not cls:
             raise ValueError(f"{kind} {name!r} is registered twice: {table[name]!r} and {cls!r}")
+        if check is not None:
+            check(cls, name)
         table[name] = cls  # type: ignore[assignment]
         cls.name = name  # type: ignore[attr-defined]
         return cls
@@ -45,9 +50,26 @@ def _register(table: dict[str, type], kind: str, name: str) -> Callable[[T], T]:
     return decorate
 
 
+def _check_method(cls: type, name: str) -> None:
+    """Refuse, at import, a method that lacks part of the contract (harness/interface.py).
+
+    `memory_buffers` is required because a method without it would leave its optimizer
+    state out of the memory ledger silently.
+    """
+    missing = [m for m in REQUIRED_METHOD_MEMBERS if not hasattr(cls, m)]
+    if not (hasattr(cls, "step") and hasattr(cls, "predict")) and not (hasattr(cls, "act") and hasattr(cls, "observe")):
+        missing.append("step and predict (or act and observe, for control)")
+    if missing:
+        raise TypeError(f"method {name!r} ({cls.__module__}.{cls.__qualname__}) lacks {', '.join(missing)}: "
+                        "see methods/_template.py for every member a method defines.")
+    unknown = set(cls.supports) - set(TASK_KINDS)
+    if unknown:
+        raise TypeError(f"method {name!r} supports unknown task kinds {sorted(unknown)}; kinds: {', '.join(TASK_KINDS)}.")
+
+
 def register_method(name: str) -> Callable[[T], T]:
-    """Class decorator: make a Method available under `name`."""
-    return _register(_METHODS, "method", name)
+    """Class decorator: make a Method available under `name` (checked against the contract)."""
+    return _register(_METHODS, "method", name, _check_method)
 
 
 def register_task(name: str) -> Callable[[T], T]:

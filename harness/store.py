@@ -2,9 +2,14 @@
 
 Layout (the only place it is written down in code):
 
-    <root>/<suite>/<run_id>/record.json     one run, written by the runner
+    <root>/<suite>/<run_id>/record.json     one run, written by the launcher when the cell ends
+    <root>/<suite>/<run_id>/model.pt        the selected model state of an LM run (lm-eval, fine-tuning)
+    <root>/claims/<claim_id>.json           a claim's verdict, written by `bench claims verify`
     <root>/index.parquet                    one row per record, rebuilt from the records
     <root>/curves.parquet                   one row per curve point, rebuilt from the records
+
+Nothing else builds these paths: the runner, the claims, the report and the lm-eval bridge
+ask this module.
 
 The records are the truth; the two parquet files are caches that reports and claims
 read and that `Store.rebuild_index` can always regenerate.
@@ -51,6 +56,8 @@ if TYPE_CHECKING:  # pandas is imported only where the index is built or read
 log = logging.getLogger(__name__)
 
 RECORD_NAME = "record.json"
+MODEL_STATE_NAME = "model.pt"
+VERDICTS_DIR = "claims"
 INDEX_NAME = "index.parquet"
 CURVES_NAME = "curves.parquet"
 
@@ -304,6 +311,68 @@ class Store:
                 raise ValueError(f"{what} {name!r} cannot be a results directory name: use letters, "
                                  "digits and ._=+- only, not starting with a dot.")
         return self.root / suite / run_id / RECORD_NAME
+
+    def run_dir(self, suite: str, run_id: str) -> Path:
+        return self.record_path(suite, run_id).parent
+
+    def find_run(self, run_id: str) -> tuple[str, Path]:
+        """(suite, record path) of run `run_id` in any suite; StoreError naming the fix when absent."""
+        if not isinstance(run_id, str) or not _SAFE_NAME.match(run_id):
+            raise StoreError(f"{run_id!r} is not a run id (the 16 hex characters of a run's directory name).")
+        matches = sorted(self.root.glob(f"*/{run_id}/{RECORD_NAME}"))
+        if not matches:
+            raise StoreError(f"no run {run_id!r} under {self.root.resolve()}: pass results_dir=DIR, the "
+                             "results_dir of the `bench run` that trained it (run ids are the directory names).")
+        return matches[0].parent.parent.name, matches[0]
+
+    def model_state_path(self, suite: str, run_id: str) -> Path:
+        return self.run_dir(suite, run_id) / MODEL_STATE_NAME
+
+    def save_model_state(self, suite: str, run_id: str, state: Mapping[str, Any]) -> str:
+        """A model's weights (tensors, moved to the CPU) beside the run's record, written atomically
+        and fsynced like a record; returns the file name the record refers to."""
+        import torch  # the store itself needs no torch; only model checkpoints do
+
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().to("cpu") for k, v in state.items()}, buffer)
+        _atomic_write(self.model_state_path(suite, run_id), buffer.getvalue())
+        return MODEL_STATE_NAME
+
+    def load_model_state(self, suite: str, run_id: str) -> dict[str, Any] | None:
+        """The saved weights of a run, or None when it has none."""
+        import torch
+
+        path = self.model_state_path(suite, run_id)
+        if not path.is_file():
+            return None
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    # verdicts ---------------------------------------------------------------
+
+    @property
+    def verdicts_dir(self) -> Path:
+        return self.root / VERDICTS_DIR
+
+    def verdict_path(self, claim_id: str) -> Path:
+        if not isinstance(claim_id, str) or not _SAFE_NAME.match(claim_id):
+            raise ValueError(f"claim id {claim_id!r} cannot be a file name: use letters, digits and ._=+- only.")
+        return self.verdicts_dir / f"{claim_id}.json"
+
+    def write_verdict(self, claim_id: str, document: Mapping[str, Any]) -> Path:
+        """A claim's verdict document, atomically, as `claims/<claim_id>.json`."""
+        return self.write_json(str(self.verdict_path(claim_id).relative_to(self.root)), document)
+
+    def read_verdicts(self) -> dict[str, dict[str, Any] | str]:
+        """Every verdict file by claim id: its document, or why it could not be read."""
+        out: dict[str, dict[str, Any] | str] = {}
+        for path in sorted(self.verdicts_dir.glob("*.json")):
+            try:
+                document = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError) as err:
+                out[path.stem] = f"unreadable verdict file {path} ({err}); run `bench claims verify {path.stem}` again"
+                continue
+            out[path.stem] = document if isinstance(document, dict) else f"{path} holds no verdict object"
+        return out
 
     # checks -----------------------------------------------------------------
 

@@ -45,7 +45,7 @@ class Row:
     continual: dict[str, Any] | None = None  # {"setting": str, metric: (mean, low, high) | None}
     control: dict[str, Any] | None = None  # samples-to-target and return, (mean, low, high) | None
     lm: dict[str, Any] | None = None  # {"val": mean, "tasks": {lm-eval task: {metric: (mean, stderr)}}}
-    scale: list[dict[str, Any]] | None = None  # memory-at-scale rows (harness/scale_memory.py), first seed's
+    scale: list[dict[str, Any]] | None = None  # memory-at-scale rows (harness/loops/memory_only.py), first seed's
 
 
 MIB = 2**20

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from harness.interface import Batch, SetupContext, StepStats
+from harness.interface import Batch, SetupContext, StepStats, optimizer_state_tensors
 from harness.registry import register_method
 
 
@@ -38,15 +38,19 @@ class TemplateConfig:
 
 @register_method("<name>")
 class Template:
-    supports = frozenset({"classify"})  # task kinds this paradigm can train
+    supports = frozenset({"classify"})  # task kinds this paradigm can train (harness/interface.py TaskKind)
     Config = TemplateConfig
+    # Optional hooks, each declared in harness/interface.py (delete what you do not need):
+    # memory_variants = ({"checkpoint": True},)  # MemoryVariants: cheaper-memory settings a memory claim tries
+    # def describe(self) -> dict[str, Any]: ...   # Describable: what the record says about this agent
+    # Control methods (kind "control") define reset/act/observe instead of step/predict (ControlMethod).
 
     def setup(self, ctx: SetupContext) -> None:
         # ctx.model is a BlockModel (stem, blocks, head); ctx.generator is the only
         # randomness you may use; ctx.budget_fraction() drives schedules.
         self.ctx = ctx
         self.model = ctx.model
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=ctx.config.lr)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=ctx.config.lr)
 
     def step(self, batch: Batch) -> StepStats:
         # One update on one batch: no loop over the data, no evaluation, no timing here.
@@ -60,6 +64,11 @@ class Template:
     def predict(self, inputs: Tensor) -> Tensor:
         self.model.eval()
         return self.model(inputs)
+
+    def memory_buffers(self) -> dict[str, list[Tensor]]:
+        # Every tensor kept besides the model's parameters and gradients (optimizer state,
+        # auxiliary heads, value nodes), so the memory ledger counts it. Required.
+        return {"optimizer": optimizer_state_tensors(self.optimizer)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}

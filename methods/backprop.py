@@ -47,6 +47,9 @@ class BackpropConfig(WeightOptimizer):
 class Backprop:
     supports = frozenset({"classify", "lm"})
     Config = BackpropConfig
+    # MemoryVariants: a memory claim against backprop also tries it with checkpointing, with bf16
+    # autocast and with both, and compares against the variant with the least memory
+    memory_variants = ({"checkpoint": True}, {"bf16": True}, {"checkpoint": True, "bf16": True})
 
     def setup(self, ctx: SetupContext) -> None:
         self.ctx = ctx

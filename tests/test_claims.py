@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.claims import CLAIMS_DIR, Runner, find_claim, load_claim, new_claim, verify, write_verdict
+from harness.claims import CLAIMS_DIR, ClaimCells, find_claim, load_claim, new_claim, verify, write_verdict
 from harness.cli import main
 from harness.config import ConfigError
 from harness.store import Store
@@ -25,7 +25,7 @@ def _claim(tmp_path: Path, **fields) -> Path:
 
 
 def _verify(path: Path, results: Path) -> dict:
-    return verify(load_claim(path), Runner(Store(results), []))
+    return verify(load_claim(path), ClaimCells(Store(results), []))
 
 
 def test_true_claim_is_supported_and_false_claim_refuted(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ tasks:
     eval_bytes: 8192
     lm_eval_tasks: []
 method: backprop
+pretrain_method: backprop
 method_options:
   backprop: {{lr: 0.01, warmup: 0.05}}
 seeds: 1

@@ -45,6 +45,9 @@ class _Broken:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
+    def memory_buffers(self) -> dict[str, Any]:
+        return {}
+
 
 def _cell(tiny_suite, monkeypatch, mode: str, supports: frozenset[str] = frozenset({"classify"})):
     cls = type(f"Broken_{mode}", (_Broken,), {"mode": mode, "supports": supports, "name": "broken"})

@@ -15,7 +15,7 @@ from harness.config import resolve
 from harness.plan import plan
 from harness.registry import get_method
 from harness.runner import build_task
-from harness.scale_memory import measure
+from harness.loops.memory_only import measure
 from harness.store import Store
 from suites.tasks.language_models import decoder_parameter_count, decoder_preset
 
@@ -79,7 +79,7 @@ def test_int8_claims_are_verifiable(tmp_path: Path) -> None:
         ("tasks.llama_1b.preset", None), ("tasks.llama_1b.n_val", 1), ("tasks.llama_1b.n_test", 1),
         ("tasks.llama_1b.variants", {}), ("batch_size", 2), ("device", "cpu"), ("launcher.workers", 1),
         ("method.evolution.population", 2)]
-    runner = claims_mod.Runner(Store(tmp_path), small)
+    runner = claims_mod.ClaimCells(Store(tmp_path), small)
     documents = {claim_id: claims_mod.verify(claims_mod.load_claim(claims_mod.find_claim(claim_id)), runner)
                  for claim_id in ("int8-llm-memory", "int8-llm-fits-80gb")}
     for document in documents.values():

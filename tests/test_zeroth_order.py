@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from harness.config import resolve
 from harness.interface import Batch, SetupContext, StepStats
 from harness.plan import plan
 from harness.runner import build_task, run_cell
-from harness.scale_memory import measure
+from harness.loops.memory_only import measure
 from methods.zeroth_order import ZerothOrder, ZerothOrderConfig
 from suites.tasks.language_models import DecoderConfig
 from suites.tasks.synthetic_lm import SyntheticLMConfig, SyntheticLMTask
@@ -89,6 +90,9 @@ class _Inference:
     def step(self, batch: Batch) -> StepStats:
         loss = self.ctx.task.loss(self.model(batch.inputs).float(), batch)
         return StepStats(loss=float(loss), examples=batch.size, forward_equivalents=1)
+
+    def memory_buffers(self) -> dict[str, Any]:
+        return {}  # nothing kept besides the weights
 
 
 def test_mezo_memory_is_within_ten_percent_of_inference(tmp_path: Path) -> None:

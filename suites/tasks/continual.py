@@ -18,7 +18,7 @@ normalisation, model and loss) cut into `experiences`, in one of three scenarios
 The class order, the permutations (drawn from PERMUTATION_SEED) and the splits (by
 `split_seed`) are fixed, so seeds differ only in initialisation and data order.
 `regime: joint` makes the runner train on the union of all experiences (the upper
-bound); harness/continual.py reads `experiences` and `regime`.
+bound); harness/loops/continual.py reads `experiences` and `regime`.
 """
 
 from __future__ import annotations

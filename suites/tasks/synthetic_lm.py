@@ -7,7 +7,7 @@ without any dataset on disk. The model is suites/tasks/language_models.py's deco
 either a small shape (`decoder`) or a named one (`preset: 1b` is TinyLlama-1.1B's).
 
 `memory_only: true` marks a cell that measures memory instead of training to a metric:
-harness/scale_memory.py runs it (on the meta device on a CPU, for real on a GPU), and
+harness/loops/memory_only.py runs it (on the meta device on a CPU, for real on a GPU), and
 `variants` names extra configurations of a method to measure beside the cell's own (so
 one suite run prints mixed-precision and checkpointed backprop next to plain backprop).
 

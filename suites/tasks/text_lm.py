@@ -143,6 +143,19 @@ class TextLMTask:
     def context(self) -> int:
         return self.config.model.context
 
+    # LMEvaluableTask (harness/interface.py): what lm-eval scores the selected state on
+    @property
+    def lm_eval_tasks(self) -> tuple[str, ...]:
+        return tuple(self.config.lm_eval_tasks)
+
+    @property
+    def lm_eval_limit(self) -> int | None:
+        return self.config.lm_eval_limit
+
+    @property
+    def lm_eval_batch_size(self) -> int:
+        return self.config.lm_eval_batch_size
+
     @property
     def splits(self) -> TextSplits:
         if self._splits is None:

@@ -32,7 +32,8 @@ from harness.config import resolve
 from harness.environment import environment
 from harness.interface import TaskDataError
 from harness.plan import Cell, plan
-from harness.runner import _generators, build_task, run_cell, seed_everything
+from harness.loops.common import build_task, cell_generators, seed_everything
+from harness.runner import run_cell
 
 STEPS = 400
 DEVICE = torch.device(os.environ.get("BENCH_DEVICE", "cpu"))
@@ -57,7 +58,7 @@ def bare_loop(cell: Cell) -> float:
     torch.set_num_threads(1)
     task = build_task(cell)
     seed_everything(cell.seed)
-    init_gen, data_gen, _ = _generators(cell.seed)
+    init_gen, data_gen, _ = cell_generators(cell.seed)
     model = task.build_model(init_gen).to(DEVICE)
     config = cell.method.config
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -17,7 +17,7 @@ The protocol (Lopez-Paz & Ranzato, 2017; Chaudhry et al., 2018), the same for ev
   and picking an earlier one by validation on all experiences would peek at the future.
   The final metrics are those of the last state.
 - Time, FLOPs, memory and energy come from the same meter, counters and step loop as
-  every other cell (harness/runner.py `start_cell`, `TrainLoop`); the curve's validation
+  every other cell (harness/loops/common.py `start_cell`, `TrainLoop`); the curve's validation
   metric is the mean accuracy over all experiences, with each one's in `val_accuracy_<j>`.
 """
 
@@ -32,7 +32,8 @@ from harness.continual_metrics import continual_metrics
 from harness.interface import ContinualTask
 from harness.meter import Meter
 from harness.plan import Cell
-from harness.runner import ProgressCallback, TrainLoop, shift_scores, start_cell
+from harness.loops.common import ProgressCallback, TrainLoop, start_cell
+from harness.loops.supervised import shift_scores
 
 SPLITS = ("test", "val")
 

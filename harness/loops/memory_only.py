@@ -49,8 +49,9 @@ from torch.utils._pytree import tree_flatten
 
 from harness import budget as budgets
 from harness.config import build_dataclass
-from harness.interface import Batch, SetupContext
+from harness.interface import Batch, MemoryOnlyTask, SetupContext
 from harness.ledger import declared_bytes, storage_bytes
+from harness.loops.common import cell_generators, seed_everything
 from harness.meter import Meter, MeterConfig
 from harness.plan import Cell
 
@@ -245,16 +246,14 @@ def _static_tensors(model: torch.nn.Module, method: Any, batch: Batch) -> Iterat
         if p.grad is not None:
             yield p.grad
     yield from model.buffers()
-    declared = getattr(method, "memory_buffers", None)
-    for value in (declared() if declared else {}).values():
+    for value in method.memory_buffers().values():
         yield from ([value] if isinstance(value, Tensor) else value)
     yield batch.inputs
     yield batch.targets
 
 
 def _declared(method: Any) -> dict[str, int]:
-    buffers = getattr(method, "memory_buffers", None)
-    return declared_bytes(buffers()) if buffers else {}
+    return declared_bytes(method.memory_buffers())
 
 
 def _steady(model: torch.nn.Module, method: Any, before: dict[str, int]) -> bool:
@@ -264,10 +263,8 @@ def _steady(model: torch.nn.Module, method: Any, before: dict[str, int]) -> bool
 
 def _setup(cell: Cell, task: Any, method_cls: type, config: Any, device: torch.device, steps: int,
            counters: budgets.Counters) -> tuple[Any, torch.nn.Module, Batch]:
-    from harness.runner import _generators, seed_everything  # the runner's seeding, shared
-
     seed_everything(cell.seed)
-    init_gen, data_gen, method_gen = _generators(cell.seed)
+    init_gen, data_gen, method_gen = cell_generators(cell.seed)
     if device.type == "meta":
         with torch.device("meta"), MetaStep(track=False):
             model = task.build_model(init_gen)
@@ -364,7 +361,7 @@ def _real(cell: Cell, task: Any, method_cls: type, config: Any, steps: int) -> d
         torch.cuda.empty_cache()
 
 
-def run_memory_cell(cell: Cell, task: Any, method_cls: type) -> dict[str, Any]:
+def run_memory_cell(cell: Cell, task: MemoryOnlyTask, method_cls: type) -> dict[str, Any]:
     """The record fields of a memory-only cell (see the module docstring)."""
     if cell.budget.kind != "steps":
         raise ValueError(f"memory-only task {cell.task.label} measures a few steps: set budget.steps (e.g. 2), "

@@ -2,7 +2,7 @@
 
 The protocol (the same for every method; harness/interface.py `ControlTask`, `ControlMethod`):
 
-- The method is set up once (harness/runner.py `start_cell`: seeding, the task's network,
+- The method is set up once (harness/loops/common.py `start_cell`: seeding, the task's network,
   the method's generator) and the environment is built from the cell seed alone, so every
   method meets the same sequence of environment randomness for a given seed.
 - One step = `act(observation)`, the environment's step, `observe(transition)` (the update)
@@ -35,10 +35,10 @@ import numpy as np
 import torch
 
 from harness import budget as budgets
-from harness.interface import ControlTask, StepStats, Transition
+from harness.interface import ControlTask, Describable, StepStats, Transition
 from harness.meter import Meter
 from harness.plan import Cell
-from harness.runner import Progress, ProgressCallback, start_cell
+from harness.loops.common import StepProgress, ProgressCallback, measurement_fields, start_cell
 
 
 def env_seed(seed: int) -> int:
@@ -115,18 +115,9 @@ def train_control(cell: Cell, task: ControlTask, method_cls: type,
             if counters.env_steps % cell.eval_every == 0 or budgets.exhausted(cell.budget, counters):
                 point()
             if on_progress is not None:
-                on_progress(Progress(cell, counters, budgets.spent_fraction(cell.budget, counters),
+                on_progress(StepProgress(cell, counters, budgets.spent_fraction(cell.budget, counters),
                                      stats.loss, moving_average()))
-    measured = meter.report()
-    common: dict[str, Any] = {
-        "task_info": task.describe(),
-        "counters": counters.as_dict(),
-        "curve": curve,
-        "timing": {**measured["time"], "eval_seconds": 0.0},
-        "memory": {"ledger": measured["ledger"], "measured": measured["measured"]},
-        "energy": measured["energy"],
-        "flops": measured["flops"],
-    }
+    common = measurement_fields(task, counters, curve, meter.report(), eval_seconds=0.0)
     reason = None
     if reached_at is None:
         reason = (f"fewer than {task.window} episodes ended within {counters.env_steps} environment steps"
@@ -137,7 +128,7 @@ def train_control(cell: Cell, task: ControlTask, method_cls: type,
         "target_return": task.target_return, "window": task.window,
         "samples_to_target": reached_at, "samples_to_target_reason": reason,
         "episodes": len(returns), "episode_returns": returns, "episode_end_steps": ends,
-        "agent": method.describe() if hasattr(method, "describe") else {"method": cell.method.name},
+        "agent": method.describe() if isinstance(method, Describable) else {"method": cell.method.name},
         "scoring": "online: training-episode returns; no separate evaluation, no selection (last state)",
     }
     if diverged is not None:

@@ -1,0 +1,189 @@
+"""What every loop shares: seeding, setting a cell up, the metered step loop, the record's measurements.
+
+The rules, the same for every method and every loop:
+
+- Randomness: the cell seed fixes Python, NumPy and torch's global generators, and three
+  independent `torch.Generator`s: model initialisation, data order, and the method's own
+  (handed over in `SetupContext.generator`).
+- Measurement: every step runs inside the meter (harness/meter.py): time, FLOPs, memory
+  ledger, measured peaks and energy; validation and test are timed apart as `eval_seconds`.
+- Validation every `eval_every` steps and after the last one; a non-finite training loss
+  ends the loop as diverged, with the curve kept up to there.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness import budget as budgets
+from harness.interface import Batch, BlockModel, SetupContext, Task
+from harness.meter import Meter
+from harness.plan import Cell
+from harness.registry import get_task
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """What a progress display is told after every step."""
+
+    cell: Cell
+    counters: budgets.Counters
+    fraction: float
+    loss: float | None
+    val_metric: float | None
+
+
+ProgressCallback = Callable[[StepProgress], None]
+
+
+def build_task(cell: Cell) -> Task:
+    """The cell's task object, built from its registered class and resolved config."""
+    return get_task(cell.task.task)(cell.task.config)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def cell_generators(seed: int) -> tuple[torch.Generator, torch.Generator, torch.Generator]:
+    """Independent generators for model init, data order and the method."""
+    streams = np.random.SeedSequence(seed).spawn(3)
+    return tuple(torch.Generator().manual_seed(int(s.generate_state(1)[0])) for s in streams)  # type: ignore[return-value]
+
+
+def snapshot(obj: Any) -> Any:
+    """A deep copy of a (nested) state dict with every tensor cloned to CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(snapshot(v) for v in obj)
+    return obj
+
+
+def start_cell(cell: Cell, task: Task, method_cls: type, budget: budgets.Budget,
+               init_state: dict[str, Any] | None = None) -> tuple[Any, BlockModel, budgets.Counters, torch.Generator]:
+    """Seed, build the model, set the method up: (method, model, counters, data generator).
+
+    `budget` is what the method's `budget_fraction` and `planned_steps` refer to (the
+    cell's budget; all experiences together in a continual cell). `init_state`: model
+    weights to start from (fine-tuning) instead of the fresh initialisation.
+    """
+    task.check_available()
+    if cell.threads is not None:
+        torch.set_num_threads(cell.threads)
+    seed_everything(cell.seed)
+    init_gen, data_gen, method_gen = cell_generators(cell.seed)
+    device = torch.device(cell.device)
+    model = task.build_model(init_gen)
+    if init_state is not None:
+        try:
+            model.load_state_dict(init_state)
+        except RuntimeError as exc:
+            raise RuntimeError(f"the pretrained state does not fit task {cell.task.label}'s model: give it the same "
+                               f"model keys as the task it is initialised from ({exc})") from exc
+    model = model.to(device)
+    counters = budgets.Counters()
+    method = method_cls()
+    method.setup(
+        SetupContext(
+            model=model,
+            task=task,
+            config=cell.method.config,
+            device=device,
+            generator=method_gen,
+            budget_fraction=lambda: budgets.spent_fraction(budget, counters),
+            planned_steps=budgets.planned_steps(budget, cell.batch_size),
+        )
+    )
+    return method, model, counters, data_gen
+
+
+def measurement_fields(task: Any, counters: budgets.Counters, curve: list[dict[str, Any]],
+                       measured: dict[str, Any], eval_seconds: float) -> dict[str, Any]:
+    """The record's measurement fields, the same for every loop: `measured` is `Meter.report()`."""
+    return {
+        "task_info": task.describe(),
+        "counters": counters.as_dict(),
+        "curve": curve,
+        "timing": {**measured["time"], "eval_seconds": eval_seconds},
+        "memory": {"ledger": measured["ledger"], "measured": measured["measured"]},
+        "energy": measured["energy"],
+        "flops": measured["flops"],
+    }
+
+
+class TrainLoop:
+    """The step loop every cell runs: steps under the meter, counters, divergence, validation.
+
+    `run` may be called several times (once per experience in a continual cell); the
+    counters, the curve and the evaluation time carry on across calls.
+    """
+
+    def __init__(self, cell: Cell, task: Task, method: Any, meter: Meter, counters: budgets.Counters,
+                 budget: budgets.Budget, on_progress: ProgressCallback | None) -> None:
+        self.cell, self.task, self.method, self.meter = cell, task, method, meter
+        self.counters, self.budget, self.on_progress = counters, budget, on_progress
+        self.device = torch.device(cell.device)
+        self.curve: list[dict[str, Any]] = []
+        self.eval_seconds = 0.0
+        self.last_val: float | None = None
+        self._losses: list[float] = []
+
+    def run(self, batches: Iterator[Batch], done: Callable[[], bool],
+            on_validation: Callable[[dict[str, float]], None] | None = None) -> str | None:
+        """Step until `done()`, validating every `eval_every` steps and after the last one.
+
+        Returns None, or why training diverged (a non-finite loss ends the loop there).
+        """
+        counters = self.counters
+        while not done():
+            batch = next(batches).to(self.device)
+            stats, cost = self.meter.step(lambda: self.method.step(batch))
+            counters.add(stats.examples, stats.forward_equivalents, cost.seconds)
+            counters.flops, counters.joules = self.meter.flops(), self.meter.joules()
+            if stats.loss is not None and not math.isfinite(stats.loss):
+                self.curve.append({**counters.as_dict(), "train_loss": None, "val_metric": None})
+                return f"non-finite training loss ({stats.loss}) at step {counters.steps}"
+            if stats.loss is not None:
+                self._losses.append(stats.loss)
+            if counters.steps % self.cell.eval_every == 0 or done():
+                val = self.timed(self.task.evaluate, self.method.predict, "val", self.device)
+                self.last_val = val[self.task.metric]
+                self.curve.append({
+                    **counters.as_dict(),
+                    "train_loss": statistics.fmean(self._losses) if self._losses else None,
+                    "val_metric": self.last_val,
+                    **{f"val_{k}": v for k, v in val.items() if k != self.task.metric},
+                })
+                self._losses = []
+                if on_validation is not None:
+                    on_validation(val)
+            if self.on_progress is not None:
+                fraction = budgets.spent_fraction(self.budget, counters)
+                self.on_progress(StepProgress(self.cell, counters, fraction, stats.loss, self.last_val))
+        return None
+
+    def timed(self, evaluate: Callable[..., Any], *args: Any) -> Any:
+        """`evaluate(*args)`, its wall time added to `eval_seconds` (kept apart from training)."""
+        start = time.perf_counter()
+        try:
+            return evaluate(*args)
+        finally:
+            self.eval_seconds += time.perf_counter() - start
+
+    def results(self) -> dict[str, Any]:
+        """The record's measurement fields; call after the meter's `with` block has closed."""
+        return measurement_fields(self.task, self.counters, self.curve, self.meter.report(), self.eval_seconds)
