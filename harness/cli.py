@@ -37,7 +37,7 @@ from harness.sweep import expand_grid
 from harness.plan import Cell, plan
 from harness.runner import Progress as StepProgress
 from harness.store import Store, StoreError
-from harness.summary import render, summarise
+from harness.report import cmd_report, render, summarise
 
 CLAIMS_DIR = SUITES_DIR / "claims"
 # Logs and pipes get 120 columns rather than rich's default 80, so the tables stay legible.
@@ -252,12 +252,6 @@ def _claims_list(claims_mod: Any, claims_dir: Path, results_dir: Path) -> int:
         table.add_row(claim.id, claim.quantity, claim.relation, versus, f"{claim.suite}/{claim.task}", last)
     console.print(table)
     return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from harness import report  # matplotlib is only needed here
-
-    return report.cmd_report(args)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

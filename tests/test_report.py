@@ -25,13 +25,13 @@ import torch
 from harness import registry
 from harness.config import resolve
 from harness.plan import plan
-from harness.report import build_report, cmd_report, load_suite, suite_figures
+from harness.report.build import build_report, cmd_report, load_suite, suite_figures
 from harness.runner import new_record, run_cell
 from harness.store import Store
 from methods.backprop import Backprop
 
 pytest.importorskip("matplotlib")
-from harness.figures import pareto_front  # noqa: E402  (needs matplotlib)
+from harness.report.figures import pareto_front  # noqa: E402  (needs matplotlib)
 
 SUITE = "report-tiny"
 SUITE_YAML = """
