@@ -138,7 +138,7 @@ class SuiteData:
         return done if task is None else done[done["task_label"] == task]
 
 
-def load_suite(results_dir: Path, suite: str) -> SuiteData:
+def read_suite_data(results_dir: Path, suite: str) -> SuiteData:
     """A suite's records from the results table; an unknown suite gets a did-you-mean."""
     index = read_index(results_dir)
     suites = sorted(index["suite"].dropna().unique())
@@ -488,7 +488,7 @@ def build_report(results_dir: Path, target: str, reports_dir: Path = Path("repor
     if target == CLAIMS_TARGET:
         sections = [claims_section(results_dir)]
     else:
-        data = load_suite(results_dir, target)
+        data = read_suite_data(results_dir, target)
         sections = [*suite_sections(data, suite_figures(data)), claims_section(results_dir, target)]
     intro = (f"Generated {generated} from the results table in `{results_dir}`, never from a run's memory; "
              f"rebuild with `bench report {target}`.")
