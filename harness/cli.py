@@ -37,7 +37,8 @@ from harness.sweep import expand_grid
 from harness.plan import Cell, plan
 from harness.loops.common import StepProgress
 from harness.store import Store, StoreError
-from harness.summary import render, summarise
+from harness import report
+from harness.report import render, summarise
 
 CLAIMS_DIR = SUITES_DIR / "claims"
 # Logs and pipes get 120 columns rather than rich's default 80, so the tables stay legible.
@@ -273,8 +274,7 @@ def _claims_list(claims_mod: Any, claims_dir: Path, results_dir: Path) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness import report  # matplotlib is only needed here
-
+    """`bench report TARGET [results_dir=DIR] [reports_dir=DIR]`: resolve the directories, then build."""
     try:
         overrides = parse_overrides(args.overrides)
         unknown = sorted({k for k, _ in overrides} - {"results_dir", "reports_dir"})

@@ -15,7 +15,7 @@ from harness.interface import Batch, SetupContext, StepStats
 from harness.plan import plan
 from harness.quantities import QUANTITIES, Missing
 from harness.runner import run_cell
-from harness.summary import render, summarise
+from harness.report.summary import render, summarise
 from methods.backprop import Backprop
 from methods.replay import Replay, ReplayConfig
 from suites.tasks.continual import PermutedDigitsTask, SplitDigitsConfig, SplitDigitsTask

@@ -16,7 +16,7 @@ from harness.interface import TaskDataError
 from harness.plan import plan
 from harness.quantities import QUANTITIES
 from harness.runner import run_cell
-from harness.summary import render, summarise
+from harness.report.summary import render, summarise
 from suites.tasks.control_envs import ControlConfig, ControlTaskBase, FrozenLakeTask, TMazeTask
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,13 +25,13 @@ import torch
 from harness import registry
 from harness.config import resolve
 from harness.plan import plan
-from harness.report import build_report, cmd_report, load_suite, suite_figures
+from harness.report.build import build_report, cmd_report, read_suite_data, suite_figures
 from harness.runner import new_record, run_cell
 from harness.store import Store
 from methods.backprop import Backprop
 
 pytest.importorskip("matplotlib")
-from harness.figures import pareto_front  # noqa: E402  (needs matplotlib)
+from harness.report.figures import pareto_front  # noqa: E402  (needs matplotlib)
 
 SUITE = "report-tiny"
 SUITE_YAML = """
@@ -205,7 +205,7 @@ def test_claims_are_listed_with_verdict_interval_and_every_seed(report: Path) ->
 
 
 def test_every_figure_axis_is_labelled_and_every_seed_drawn(results: Path) -> None:
-    figures = suite_figures(load_suite(results, SUITE))
+    figures = suite_figures(read_suite_data(results, SUITE))
     assert set(figures.curves) == set(figures.cost) == {"mlp", "vit"}
     for figure in figures.all():
         for ax in figure.axes:
@@ -237,7 +237,7 @@ def test_single_seed_and_nothing_completed_suites_still_report(results: Path, tm
 
 
 def test_one_method_under_two_configs_gets_a_row_each(results: Path) -> None:
-    data = load_suite(results, "two-configs")
+    data = read_suite_data(results, "two-configs")
     assert [(r.method, r.completed) for r in data.rows] == [("backprop (lr=0.01)", 1), ("backprop (lr=0.5)", 1)]
     assert set(data.curves["method"]) == {"backprop (lr=0.01)", "backprop (lr=0.5)"}  # curves coloured alike
 

@@ -27,7 +27,7 @@ For the cell's method config, and for every extra config the task lists in
   recorded as such: it answers "does it fit").
 
 The record's `final.test.ledger_gib` is the cell's ledger total, so the results table
-shows it; `scale.rows` holds every measured config, and harness/summary.py prints them as
+shows it; `scale.rows` holds every measured config, and harness/report/summary.py prints them as
 a memory table with the ratio to mixed-precision backprop and the 80 GB verdicts.
 """
 

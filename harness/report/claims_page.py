@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from harness.document import CellValue, Section, Styled, Table, Text
-from harness.report_format import MISSING, count, missing, short
+from harness.report.document import CellValue, Section, Styled, Table, Text
+from harness.report.format import MISSING, count, missing, short
 
 CLAIMS_TARGET = "claims"
 

@@ -6,17 +6,17 @@ any time from the records alone. It is written to reports/<target>/:
 
     index.html   self-contained: inline CSS, figures inlined as base64 PNG, nothing fetched
     report.md    the same content, linking the PNG files
-    fig-*.png    the figures (harness/figures.py)
+    fig-*.png    the figures (harness/report/figures.py)
 
 Honesty rules, the same as the terminal table's (whose numbers this reuses through
-`harness.summary.summarise`, so the two never disagree): every seed's value is listed next
+`harness.report.summary.summarise`, so the two never disagree): every seed's value is listed next
 to the mean; cells that did not complete are listed with their error; unknown numbers show
 as "—" or "null: reason", never as 0.
 
 Sections: cells by status, results (every seed), one table per other group of `final.*`
 numbers (shift, continual, lm-eval, control...), figures per task, the memory ledger, the
-environment, and the claim verdicts (harness/report_claims.py). Both output formats are
-rendered from one small document model (`Section` of `Text`,
+environment, and the claim verdicts (harness/report/claims_page.py). Both output formats are
+rendered from one small document model (harness/report/document.py: `Section` of `Text`,
 `Table` and `Image` blocks), so the HTML and the Markdown cannot drift apart.
 """
 
@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from harness.document import Block, Image, Section, Table, Text, render_html, render_markdown, slug
 from harness.registry import RegistryError, did_you_mean, get_task
-from harness.report_claims import CLAIMS_TARGET, claims_section
-from harness.report_format import MISSING, count, missing, num, plain, short
+from harness.report.claims_page import CLAIMS_TARGET, claims_section
+from harness.report.document import Block, Image, Section, Table, Text, render_html, render_markdown, slug
+from harness.report.format import MISSING, count, missing, num, plain, short
+from harness.report.summary import MIB, Row, summarise
 from harness.store import ID_COLUMNS, INDEX_ID_COLUMNS, INDEX_NAME, RECORD_NAME, Store, StoreError
-from harness.summary import MIB, Row, summarise
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -53,9 +53,6 @@ LEDGER_ORDER = ("parameters", "gradients", "optimizer_state", "saved_activations
 
 class ReportError(RuntimeError):
     """Nothing to report on, or an unknown target; the message says what to run instead."""
-
-
-# --------------------------------------------------------------------------- document model
 
 
 # --------------------------------------------------------------------------- loading
@@ -141,7 +138,7 @@ class SuiteData:
         return done if task is None else done[done["task_label"] == task]
 
 
-def load_suite(results_dir: Path, suite: str) -> SuiteData:
+def read_suite_data(results_dir: Path, suite: str) -> SuiteData:
     """A suite's records from the results table; an unknown suite gets a did-you-mean."""
     index = read_index(results_dir)
     suites = sorted(index["suite"].dropna().unique())
@@ -250,9 +247,14 @@ class SuiteFigures:
 
 
 def _figures_module() -> ModuleType:
-    """harness.figures, or a ReportError saying how to install matplotlib (a `dev` extra)."""
+    """harness.report.figures, or a ReportError saying how to install matplotlib.
+
+    Imported here rather than at the top for its cost alone: matplotlib takes about 0.5 s to
+    import (CPU, `python -X importtime`), and `bench run` imports this package for the summary
+    table on every run, while only `bench report` draws figures.
+    """
     try:
-        from harness import figures
+        from harness.report import figures
     except ImportError as exc:
         raise ReportError(f"bench report draws its figures with matplotlib, which is not importable ({exc}). "
                           "Install it: pip install matplotlib (or pip install -e '.[dev]').") from exc
@@ -486,7 +488,7 @@ def build_report(results_dir: Path, target: str, reports_dir: Path = Path("repor
     if target == CLAIMS_TARGET:
         sections = [claims_section(results_dir)]
     else:
-        data = load_suite(results_dir, target)
+        data = read_suite_data(results_dir, target)
         sections = [*suite_sections(data, suite_figures(data)), claims_section(results_dir, target)]
     intro = (f"Generated {generated} from the results table in `{results_dir}`, never from a run's memory; "
              f"rebuild with `bench report {target}`.")

@@ -1,7 +1,7 @@
 """The report's figures: learning curves, accuracy against cost, the memory-ledger breakdown.
 
 Each function takes plain tables (pandas) already read from the results store and returns a
-matplotlib `Figure`; `harness/report.py` decides where the PNGs go. Figures are built with
+matplotlib `Figure`; `harness/report/build.py` decides where the PNGs go. Figures are built with
 `matplotlib.figure.Figure` and an Agg canvas, never through pyplot, so making a report neither
 opens a window nor changes the caller's backend or pyplot state, and tests can inspect the
 returned figures (labels, lines) directly.
