@@ -432,9 +432,9 @@ def _decode(value: Any, tp: Any, path: str, override: dict[str, Any] | None = No
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
-        if len(options) == 1:
-            return _decode(value, options[0], path)
-        for option in options:  # a union of numbers/strings: the first that fits
+        if len(options) == 1 and (dataclasses.is_dataclass(options[0]) or typing.get_origin(options[0])):
+            return _decode(value, options[0], path)  # a section or container: its own errors, deeper
+        for option in options:  # scalars: the first that fits
             try:
                 return _decode(value, option, path)
             except RecordError:
