@@ -325,6 +325,13 @@ class Record:
         value = None if self.counters is None else getattr(self.counters, axis)
         return None if value is None else float(value)
 
+    def measured_peak(self) -> tuple[int | None, str]:
+        """The headline measured memory: CUDA max allocated on a GPU, else the process's peak RSS."""
+        measured = {} if self.memory is None else self.memory.measured
+        if measured.get("cuda_max_allocated_bytes") is not None:
+            return measured["cuda_max_allocated_bytes"], "cuda max allocated"
+        return measured.get("process_peak_rss_bytes"), "process peak RSS"
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able dict written to record.json (the shape `parse_record` reads)."""
         return _encode(self)

@@ -138,6 +138,8 @@ def test_every_kind_round_trips_after_the_schema_1_upgrade(records, name: str) -
 
 def test_accessors_answer_what_the_readers_ask(records) -> None:
     sup, lm, control, cont = (parse_record(records[n]) for n in ("supervised", "lm", "control", "continual"))
+    assert sup.measured_peak() == (records["supervised"]["memory"]["measured"]["process_peak_rss_bytes"],
+                                   "process peak RSS")
     assert sup.kind == "supervised" and sup.is_final and sup.higher_is_better and sup.final.shift.gap is not None
     assert lm.higher_is_better is False and lm.meets(7.0, 7.1) and not lm.meets(7.2, 7.1)
     assert lm.final.lm_eval.tasks["shakespeare_next_line"]["acc"] == 0.25
