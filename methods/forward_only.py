@@ -169,7 +169,7 @@ class ForwardOnly:
         else:  # z = mean over tokens of (... + o): each token gets error / T
             delta, inputs = error, a.mean(1)
         grads = {clapp.weight: self.cfg.contrastive_weight * delta.T @ inputs,
-                 clapp.bias: self.cfg.contrastive_weight * delta.sum(0)}
+                 clapp.bias: self.cfg.contrastive_weight * delta.sum(0)} if self.cfg.contrastive_weight > 0 else {}
         if self.cfg.hebbian_weight > 0:
             x, u = kept["hebb"]  # gradient descent: minus the Hebbian increment
             hebb_grad = -self.cfg.hebbian_weight * hebbian_update(hebb, x, u, "softhebb", self.cfg.hebbian_temperature)
