@@ -58,6 +58,14 @@ product over the batch per updated Linear (MLP: as large as that layer's forward
 SoftHebb layer's equals its forward over all tokens, the CLAPP layer's works on token means),
 together at most one more forward: 2 (backprop: 3). Nothing is kept for a backward pass: the
 ledger's saved activations are 0.
+
+Results (one seed, defaults, CPU, 1 thread, 700 steps of 64 = the quick profile's 45,000
+examples, without its schedule-by-examples runner; test accuracy, backprop lr 2e-3 wd 0.05
+beside it): digits MLP 256x256 0.961 (backprop 0.972), head alone on the untrained blocks
+(contrastive_weight=0 hebbian_weight=0, 300 steps) 0.891; digits ViT (patch 2, dim 64,
+depth 2) 0.273 (backprop 0.925): with attention, LayerNorms and the patch embedding frozen,
+mean-pooled random ViT features barely separate digits (head alone: 0.29), and the local
+rules on the MLP Linears do not fix that. tests/test_forward_only.py checks the MLP.
 """
 
 from __future__ import annotations
