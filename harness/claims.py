@@ -198,7 +198,8 @@ class ClaimCells:
         if todo:
             outcomes = launch(todo, self.store.root, self.launcher, self.on_progress, self.on_record)
             self.ran += outcomes["ran"]
-        return {c.seed: self.store.load(c.suite, c.run_id) for c in cells}
+        loaded = {c.seed: self.store.load(c.suite, c.run_id) for c in cells}
+        return {seed: None if record is None else record.to_dict() for seed, record in loaded.items()}
 
 
 def _incomplete(records: dict[int, dict[str, Any]], who: str) -> str | None:

@@ -36,6 +36,7 @@ from harness.launch import cell_states, check_data, launch, split_by_store
 from harness.sweep import expand_grid
 from harness.plan import Cell, plan
 from harness.loops.common import StepProgress
+from harness.record import Record, SupervisedFinal
 from harness.store import Store, StoreError
 from harness import report
 from harness.report import render, summarise
@@ -44,6 +45,10 @@ CLAIMS_DIR = SUITES_DIR / "claims"
 # Logs and pipes get 120 columns rather than rich's default 80, so the tables stay legible.
 console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
 
 
 def _fail(message: str) -> int:
@@ -76,28 +81,30 @@ class _Display:
         )
         self.progress.update(self.overall, completed=self.finished + p.fraction)
 
-    def on_record(self, cell: Cell, outcome: str, record: dict[str, Any] | None) -> None:
+    def on_record(self, cell: Cell, outcome: str, record: Record | None) -> None:
         self.finished += 1
         self.progress.update(self.overall, completed=self.finished)
         if outcome == "busy":
             self.progress.console.print(f"[cyan]busy[/] {cell} is being trained by another worker", highlight=False)
             return
         assert record is not None
-        status = record["status"]
+        status = record.status
         colour = {"completed": "green", "unsupported": "yellow"}.get(status, "red")
         detail = " (recorded meanwhile by another worker)" if outcome == "done" else ""
-        if status == "completed":
-            final = record["final"]
-            detail += f" test {final['metric']} {final['test'][final['metric']]:.4f}, " \
-                      f"{record['timing']['train_seconds']:.1f} s"
-            if final.get("lm_eval") is not None:  # LM cells: the validation metric and lm-eval's scores too
-                detail += f"; val {final['metric']} {final['val'][final['metric']]:.4f}"
-            for name, scores in ((final.get("lm_eval") or {}).get("tasks") or {}).items():
+        if record.final is not None:
+            final = record.final
+            detail += f" test {final.metric} {_number(record.final_metric('test'))}"
+            if record.timing is not None:
+                detail += f", {record.timing.train_seconds:.1f} s"
+            lm_eval = final.lm_eval if isinstance(final, SupervisedFinal) else None
+            if lm_eval is not None:  # LM cells: the validation metric and lm-eval's scores too
+                detail += f"; val {final.metric} {_number(record.final_metric('val'))}"
+            for name, scores in ((lm_eval.tasks if lm_eval is not None else None) or {}).items():
                 shown = [f"{m} {scores[m]:.4f}" + (f" ± {scores[m + '_stderr']:.4f}" if scores.get(m + "_stderr")
                                                    else "") for m in ("acc", "bits_per_byte") if m in scores]
                 detail += f"; {name} {', '.join(shown)}"
-        elif record.get("error"):
-            detail += " " + record["error"].splitlines()[0]
+        elif record.error:
+            detail += " " + record.error.splitlines()[0]
         self.progress.console.print(f"[{colour}]{status}[/] {escape(f'{cell}{detail}')}", highlight=False)
 
 
@@ -159,9 +166,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     records = [store.load(c.suite, c.run_id) for c in cells]
     records = [r for r in records if r is not None]
     store.rebuild_index()
-    for table in render(summarise(records), title=run.suite):
+    for table in render(summarise([r.to_dict() for r in records]), title=run.suite):
         console.print(table)
-    return 1 if any(r["status"] in ("failed", "diverged") for r in records) else 0
+    return 1 if any(r.status in ("failed", "diverged") for r in records) else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -26,11 +26,11 @@ from harness.config import LauncherConfig
 from harness.locks import is_running, try_claim
 from harness.loops.common import ProgressCallback, build_task
 from harness.plan import Cell
+from harness.record import Record, parse_record
 from harness.runner import run_cell
 from harness.store import Store
 
-FINAL_STATUSES = frozenset({"completed", "diverged", "unsupported"})
-RecordCallback = Callable[[Cell, str, dict[str, Any] | None], None]
+RecordCallback = Callable[[Cell, str, Record | None], None]
 
 
 @dataclass
@@ -42,8 +42,8 @@ class Split:
     retried: list[Cell] = field(default_factory=list)  # failed before: run again
 
 
-def is_final(record: dict[str, Any] | None) -> bool:
-    return record is not None and record.get("status") in FINAL_STATUSES
+def is_final(record: Record | None) -> bool:
+    return record is not None and record.is_final
 
 
 def split_by_store(cells: list[Cell], store: Store) -> Split:
@@ -67,7 +67,7 @@ def cell_states(cells: list[Cell], store: Store) -> dict[tuple[str, str], dict[s
         if is_running(store.record_path(cell.suite, cell.run_id).parent):
             state = "running"
         else:
-            state = record["status"] if record else "missing"
+            state = record.status if record else "missing"
         row = counts.setdefault((cell.task.label, cell.method.name), {})
         row[state] = row.get(state, 0) + 1
     return counts
@@ -83,7 +83,7 @@ def check_data(cells: list[Cell]) -> None:
             build_task(cell).check_available()
 
 
-def execute(cell: Cell, results_dir: Path, on_progress: ProgressCallback | None = None) -> tuple[str, dict | None]:
+def execute(cell: Cell, results_dir: Path, on_progress: ProgressCallback | None = None) -> tuple[str, Record | None]:
     """Run one cell unless it is recorded or claimed: ("ran" | "done" | "busy", record)."""
     store = Store(Path(results_dir))
     record = store.load(cell.suite, cell.run_id)
@@ -96,8 +96,8 @@ def execute(cell: Cell, results_dir: Path, on_progress: ProgressCallback | None 
         record = store.load(cell.suite, cell.run_id)  # another worker may have finished it meanwhile
         if is_final(record):
             return "done", record
-        record = run_cell(cell, on_progress, store, lambda pretrain: pretrained_state(pretrain, store, on_progress))
-        record["worker"] = {"host": socket.gethostname(), "pid": os.getpid()}
+        made = run_cell(cell, on_progress, store, lambda pretrain: pretrained_state(pretrain, store, on_progress))
+        record = parse_record({**made, "worker": {"host": socket.gethostname(), "pid": os.getpid()}})
         store.write(cell.suite, cell.run_id, record)
     return "ran", record
 
@@ -108,8 +108,8 @@ def pretrained_state(pretrain: Cell, store: Store, on_progress: ProgressCallback
     if outcome == "busy":
         raise RuntimeError(f"its pretraining cell {pretrain} ({pretrain.run_id}) is being trained by another worker; "
                            "run again when it has finished.")
-    if record is None or record.get("status") != "completed":
-        status = None if record is None else f"{record.get('status')}: {record.get('error')}"
+    if record is None or not record.completed:
+        status = None if record is None else f"{record.status}: {record.error}"
         raise RuntimeError(f"its pretraining cell {pretrain} ({pretrain.run_id}) did not complete ({status}).")
     state = store.load_model_state(pretrain.suite, pretrain.run_id)
     if state is None:
@@ -118,7 +118,7 @@ def pretrained_state(pretrain: Cell, store: Store, on_progress: ProgressCallback
     return state
 
 
-def _execute_remote(cell: Cell, results_dir: str) -> tuple[str, dict | None]:
+def _execute_remote(cell: Cell, results_dir: str) -> tuple[str, Record | None]:
     """The function other processes run: pickles cleanly, returns the outcome."""
     return execute(cell, Path(results_dir))
 
@@ -134,7 +134,7 @@ def launch(cells: list[Cell], results_dir: Path, config: LauncherConfig,
     """Run `cells` with the configured launcher; returns how many ran / were done / were busy."""
     outcomes = {"ran": 0, "done": 0, "busy": 0}
 
-    def note(cell: Cell, outcome: tuple[str, dict | None]) -> None:
+    def note(cell: Cell, outcome: tuple[str, Record | None]) -> None:
         outcomes[outcome[0]] += 1
         if on_record is not None:
             on_record(cell, *outcome)
@@ -156,7 +156,7 @@ def launch(cells: list[Cell], results_dir: Path, config: LauncherConfig,
 
 
 def _launch_submitit(cells: list[Cell], results_dir: Path, config: LauncherConfig,
-                     note: Callable[[Cell, tuple[str, dict | None]], None]) -> None:
+                     note: Callable[[Cell, tuple[str, Record | None]], None]) -> None:
     try:
         import submitit
     except ImportError as exc:
@@ -175,7 +175,7 @@ def _launch_submitit(cells: list[Cell], results_dir: Path, config: LauncherConfi
 
 
 def _launch_ray(cells: list[Cell], results_dir: Path, config: LauncherConfig,
-                note: Callable[[Cell, tuple[str, dict | None]], None]) -> None:
+                note: Callable[[Cell, tuple[str, Record | None]], None]) -> None:
     try:
         import ray
     except ImportError as exc:

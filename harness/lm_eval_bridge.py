@@ -33,7 +33,6 @@ cached.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -51,6 +50,7 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
 from harness.config import build_dataclass
 from harness.interface import LMEvaluableTask
+from harness.record import Record
 from harness.registry import get_task
 from harness.store import Store, StoreError
 
@@ -185,24 +185,26 @@ class BenchLM(TemplateLM):
 # ------------------------------------------------------------------- finished runs
 
 
-def load_run(run: str, results_dir: Path, device: str | torch.device = "cpu") -> tuple[Any, Callable, dict]:
+def load_run(run: str, results_dir: Path, device: str | torch.device = "cpu") -> tuple[Any, Callable, Record]:
     """(task, predict, record) of a finished LM run, its selected state loaded from its model checkpoint."""
     store = Store(Path(results_dir))
     try:
         suite, path = store.find_run(run)
     except StoreError as exc:
         raise BenchRunError(str(exc)) from exc
-    record = json.loads(path.read_text())
-    if record.get("threads"):  # as many CPU threads as the run had: two on a busy 2-core machine crawl
-        torch.set_num_threads(int(record["threads"]))
-    if record.get("status") != "completed":
-        raise BenchRunError(f"run {run} is {record.get('status')!r}, not completed ({record.get('error')}).")
+    record = store.load(suite, run)
+    if record is None:
+        raise BenchRunError(f"run {run}'s record ({path}) could not be read: it was set aside; run the cell again.")
+    if record.threads:  # as many CPU threads as the run had: two on a busy 2-core machine crawl
+        torch.set_num_threads(int(record.threads))
+    if not record.completed:
+        raise BenchRunError(f"run {run} is {record.status!r}, not completed ({record.error}).")
     state = store.load_model_state(suite, run)
     if state is None:
         raise BenchRunError(f"run {run} has no model checkpoint beside its record ({path.parent}): only LM cells "
                             "trained by this version of the runner save their selected model state.")
-    task_cls = get_task(record["task"])
-    task = task_cls(build_dataclass(task_cls.Config, record["config"]["task_config"], f"run {run} task"))
+    task_cls = get_task(record.task)
+    task = task_cls(build_dataclass(task_cls.Config, record.config["task_config"], f"run {run} task"))
     model = task.build_model(torch.Generator().manual_seed(0))
     model.load_state_dict(state)
     model.to(device).eval()

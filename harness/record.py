@@ -385,11 +385,13 @@ def upgrade_v1(data: Mapping[str, Any]) -> dict[str, Any]:
 UPGRADES: dict[int, Callable[[Mapping[str, Any]], dict[str, Any]]] = {1: upgrade_v1}
 
 
-def parse_record(data: Mapping[str, Any]) -> Record:
+def parse_record(data: Mapping[str, Any] | Record) -> Record:
     """A record dict (as read from record.json) -> Record, upgrading older schemas first.
 
     Raises RecordError naming the path inside the record, what was expected, and what to do.
     """
+    if isinstance(data, Record):  # already read and checked
+        return data
     if not isinstance(data, Mapping):
         raise RecordError("record", f"expected a JSON object, got {_what(data)}")
     schema = data.get("schema")

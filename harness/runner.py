@@ -34,10 +34,9 @@ from harness.loops.control import train_control
 from harness.loops.memory_only import run_memory_cell
 from harness.loops.supervised import PretrainedState, train_supervised
 from harness.plan import Cell
+from harness.record import RECORD_SCHEMA, RecordError, parse_record
 from harness.registry import get_method
 from harness.store import Store
-
-RECORD_SCHEMA = 1
 
 __all__ = ["RECORD_SCHEMA", "build_task", "new_record", "run_cell"]
 
@@ -62,12 +61,14 @@ def new_record(cell: Cell) -> dict[str, Any]:
         "budget": {"kind": cell.budget.kind, "value": cell.budget.value},
         "threads": cell.threads or torch.get_num_threads(),
         "started_at": _now(),
+        "final": None,
     }
 
 
 def run_cell(cell: Cell, on_progress: ProgressCallback | None = None, store: Store | None = None,
              pretrained: PretrainedState | None = None) -> dict[str, Any]:
-    """Train and evaluate one cell; always returns a record, never raises on a bad method.
+    """Train and evaluate one cell; always returns a record (checked against harness/record.py,
+    as the dict written to record.json), never raises on a bad method.
 
     `store`: where LM cells save their selected model state. `pretrained`: how a fine-tuning
     cell gets its pretraining cell's state (the launcher passes one that finds or trains it).
@@ -95,4 +96,9 @@ def run_cell(cell: Cell, on_progress: ProgressCallback | None = None, store: Sto
     except Exception as exc:  # a failing cell must not take the others down
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     record["finished_at"] = _now()
-    return record
+    try:  # the record's shape is checked here, where it is made, not when someone reads it
+        return parse_record(record).to_dict()
+    except RecordError as exc:  # a loop wrote a malformed record: the cell failed, say why
+        record = {**new_record(cell), "status": "failed", "finished_at": _now(),
+                  "error": f"the harness built a malformed record ({exc}); please report it"}
+        return parse_record(record).to_dict()

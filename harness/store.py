@@ -49,6 +49,7 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from harness.locks import index_lock
+from harness.record import Record, RecordError, parse_record
 
 if TYPE_CHECKING:  # pandas is imported only where the index is built or read
     import pandas
@@ -395,20 +396,22 @@ class Store:
 
     # records ----------------------------------------------------------------
 
-    def load(self, suite: str, run_id: str) -> dict[str, Any] | None:
-        """The stored record, or None when the cell has to be (re-)run: absent, or corrupt
-        (then set aside, see `_read`)."""
+    def load(self, suite: str, run_id: str) -> Record | None:
+        """The stored record, or None when the cell has to be (re-)run: absent, or corrupt or
+        of the wrong shape (then set aside, see `_read`)."""
         return self._read(self.record_path(suite, run_id))
 
-    def write(self, suite: str, run_id: str, record: Mapping[str, Any]) -> Path:
+    def write(self, suite: str, run_id: str, record: Record | Mapping[str, Any]) -> Path:
         """Write `record` atomically to its `record.json` and return the path.
 
-        The record is serialised before the disk is touched, so a value that cannot be
-        stored (TypeError) leaves nothing behind; any OSError leaves the previous record
-        as it was and raises StoreError.
+        A dict is checked against the record schema first (RecordError names the field);
+        the record is serialised before the disk is touched, so a value that cannot be
+        stored leaves nothing behind; any OSError leaves the previous record as it was and
+        raises StoreError.
         """
         path = self.record_path(suite, run_id)
-        text = json.dumps(to_jsonable(record), indent=1, sort_keys=True, allow_nan=False) + "\n"
+        checked = record if isinstance(record, Record) else parse_record(to_jsonable(record))  # NaN -> null first
+        text = json.dumps(to_jsonable(checked.to_dict()), indent=1, sort_keys=True, allow_nan=False) + "\n"
         _atomic_write(path, text.encode("utf-8"))
         return path
 
@@ -419,9 +422,9 @@ class Store:
         _atomic_write(path, text.encode("utf-8"))
         return path
 
-    def records(self, suite: str | None = None) -> list[dict[str, Any]]:
-        """Every parseable record (of one suite, or all), sorted by path; corrupt ones are
-        set aside and skipped."""
+    def records(self, suite: str | None = None) -> list[Record]:
+        """Every readable record (of one suite, or all), sorted by path; corrupt ones and ones
+        of the wrong shape are set aside and skipped."""
         pattern = f"{suite}/*/{RECORD_NAME}" if suite is not None else f"*/*/{RECORD_NAME}"
         if suite is not None:
             self.record_path(suite, "x")  # validate the name
@@ -432,7 +435,7 @@ class Store:
                 out.append(record)
         return out
 
-    def _read(self, path: Path) -> dict[str, Any] | None:
+    def _read(self, path: Path) -> Record | None:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -450,7 +453,11 @@ class Store:
         # The directory is where the record lives; fill the ids from it if the record lacks them.
         record.setdefault("suite", path.parent.parent.name)
         record.setdefault("run_id", path.parent.name)
-        return record
+        try:
+            return parse_record(record)
+        except RecordError as err:  # e.g. {"status": "completed"}: never counted as a finished cell
+            self._set_aside(path, f"it is not a record of this harness ({err})")
+            return None
 
     def _set_aside(self, path: Path, why: str) -> Path:
         """Rename a corrupt record to `record.json.corrupt-<UTC stamp>` (with a counter if
@@ -486,7 +493,8 @@ class Store:
     def _rebuild_index(self) -> Path:
         index_rows: list[dict[str, Any]] = []
         curve_rows: list[dict[str, Any]] = []
-        for record in self.records():
+        for typed in self.records():
+            record = typed.to_dict()
             curve = record.get("curve") or []
             index_rows.append(_flatten({k: v for k, v in record.items() if k != "curve"}))
             ids = {c: _label(record.get(c)) for c in ID_COLUMNS}

@@ -52,7 +52,8 @@ def finished_run(tmp_path_factory) -> tuple[Path, Path, dict]:
         ("tasks.shakespeare.test_bytes", 4096), ("method.lr", 0.01),
     ])
     cell = next(c for c in plan(run) if c.task.label == "shakespeare")
-    outcome, record = execute(cell, results)
+    outcome, typed = execute(cell, results)
+    record = None if typed is None else typed.to_dict()
     assert record is not None and record["status"] == "completed", record
     return data, results, record
 

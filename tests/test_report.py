@@ -125,7 +125,7 @@ def results(tmp_path_factory) -> Path:
 def _add_small_suites(store: Store) -> None:
     """`one-seed`: a single completed record; `all-failed`: one failed record, no metrics at all;
     `two-configs`: backprop on mlp under two learning rates (as a claim's baseline sweep leaves it)."""
-    records = store.records(SUITE)
+    records = [r.to_dict() for r in store.records(SUITE)]
     done = next(r for r in records if r["status"] == "completed")
     failed = next(r for r in records if r["status"] == "failed")
     backprop = [r for r in records
@@ -146,7 +146,7 @@ def report(results: Path, tmp_path_factory) -> Path:
 
 
 def _completed(results: Path, suite: str = SUITE) -> list[dict[str, Any]]:
-    return [r for r in Store(results).records(suite) if r["status"] == "completed"]
+    return [r.to_dict() for r in Store(results).records(suite) if r.completed]
 
 
 # --------------------------------------------------------------------------- content

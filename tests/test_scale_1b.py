@@ -56,7 +56,7 @@ def test_memory_suite_prints_the_table(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     for text in ("amp/x", "80GB?", "backprop bf16", "zeroth_order bf16", "int8"):
         assert text in out, text
-    (record,) = [r for r in Store(tmp_path / "results").records() if r["method"] == "backprop"]
+    (record,) = [r.to_dict() for r in Store(tmp_path / "results").records() if r.method == "backprop"]
     rows = {row["label"]: row for row in record["scale"]["rows"]}
     assert rows["backprop bf16"]["ledger"]["autocast_weight_copies"] > 0
     assert rows["backprop"]["ledger_total"] > rows["backprop bf16"]["ledger_total"]

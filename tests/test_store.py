@@ -28,22 +28,22 @@ REPO = Path(__file__).resolve().parents[1]
 CORRUPT_NAME = re.compile(r"^record\.json\.corrupt-\d{8}T\d{6}(\.\d+)?$")
 
 
+RECORD_TEMPLATE = Path(__file__).parent / "data" / "record_supervised.json"  # a real, trimmed record
+
+
 def make_record(rid: str, *, suite: str = "tiny", method: str = "backprop", seed: int = 0,
                 lr=1e-3, accuracy: float | None = 0.9, curve=None, status: str = "completed") -> dict:
-    return {
-        "run_id": rid, "suite": suite, "task_label": "mnist-mlp", "task": "mnist",
-        "method": method, "seed": seed, "status": status, "error": None,
-        "config": {"method": {"name": method, "lr": lr}, "model": {"hidden": [64, 64]}},
-        "env": {"torch": torch.__version__, "threads": 4},
-        "curve": curve if curve is not None else [
-            {"step": 1, "examples": 32, "forward_equivalents": 96.0, "seconds": 0.1,
-             "train_loss": 2.3, "val_metric": 0.1},
-            {"step": 2, "examples": 64, "forward_equivalents": 192.0, "seconds": 0.2,
-             "train_loss": 2.1, "val_metric": 0.2},
-        ],
-        "final": {"val": {"accuracy": accuracy}, "test": {"accuracy": accuracy}},
-        "counters": {"steps": 2, "examples": 64},
-    }
+    """A valid record (harness/record.py) of a tiny digits cell, with these fields changed."""
+    record = json.loads(RECORD_TEMPLATE.read_text())
+    record.update(run_id=rid, suite=suite, method=method, seed=seed, status=status)
+    record["config"]["method_config"]["lr"] = lr
+    if curve is not None:
+        record["curve"] = curve
+    if status == "completed":
+        record["final"]["val"]["accuracy"] = record["final"]["test"]["accuracy"] = accuracy
+    else:
+        record.update(final=None, error=f"{status} on purpose")
+    return record
 
 
 def files_in(directory: Path) -> list[str]:
@@ -115,14 +115,14 @@ def test_write_load_round_trip_is_strict_json(tmp_path):
     store = Store(tmp_path)
     record = make_record("r1", accuracy=float("nan"))
     record["curve"][0]["train_loss"] = float("inf")
-    record["counters"]["peak"] = np.float32(1.5)
+    record["task_info"]["peak"] = np.float32(1.5)
     path = store.write("tiny", "r1", record)
     assert path == tmp_path / "tiny" / "r1" / "record.json" == store.record_path("tiny", "r1")
     text = path.read_text()
     for token in ("NaN", "Infinity"):
         assert token not in text
     json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
-    loaded = store.load("tiny", "r1")
+    loaded = store.load("tiny", "r1").to_dict()
     assert loaded == to_jsonable(record)
     assert loaded["final"]["test"]["accuracy"] is None
     assert loaded["curve"][0]["train_loss"] is None
@@ -167,7 +167,7 @@ def test_crash_mid_write_keeps_previous_record(tmp_path, monkeypatch, fail_at):
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert files_in(path.parent) == ["record.json"]  # no stray temp file
-    assert store.load("tiny", "r1")["final"]["test"]["accuracy"] == 0.5
+    assert store.load("tiny", "r1").final_metric("test") == 0.5
 
 
 def test_interrupt_during_file_write_removes_temp(tmp_path, monkeypatch):
@@ -212,7 +212,7 @@ def test_corrupt_record_is_set_aside_not_deleted(tmp_path, caplog, damage):
     # The cell is re-run and written again; the set-aside copy stays.
     store.write("tiny", "bad", make_record("bad"))
     assert aside.read_bytes() == broken
-    assert [r["run_id"] for r in store.records("tiny")] == ["bad", "good"]
+    assert [r.run_id for r in store.records("tiny")] == ["bad", "good"]
 
 
 def test_records_skips_corrupt_and_repeated_corruption_never_overwrites(tmp_path):
@@ -220,10 +220,10 @@ def test_records_skips_corrupt_and_repeated_corruption_never_overwrites(tmp_path
     store.write("tiny", "good", make_record("good"))
     path = store.write("tiny", "bad", make_record("bad"))
     path.write_text('{"run_id": "bad", "cur')
-    assert [r["run_id"] for r in store.records()] == ["good"]
+    assert [r.run_id for r in store.records()] == ["good"]
     # Corrupt again within the same second: a second, distinct set-aside file.
     path.write_text("{")
-    assert [r["run_id"] for r in store.records("tiny")] == ["good"]
+    assert [r.run_id for r in store.records("tiny")] == ["good"]
     assert len(store.set_aside) == 2 and len(set(store.set_aside)) == 2
     assert sorted(p.read_text() for p in store.set_aside) == ['{', '{"run_id": "bad", "cur']
     assert files_in(path.parent) == sorted(p.name for p in store.set_aside)
@@ -300,7 +300,7 @@ def test_real_file_size_limit_fails_cleanly_and_keeps_records(tmp_path):
         try:
             store.check_writable()
             print("CHECK_OK")
-            store.write("tiny", "r1", {{"run_id": "r1", "blob": "x" * 100_000}})
+            store.write_json("tiny/r1/record.json", {{"run_id": "r1", "blob": "x" * 100_000}})
             print("WRITE_OK")
         except StoreError as err:
             print("STORE_ERROR", err)
@@ -331,10 +331,10 @@ def test_rebuild_index_flattens_and_survives_mixed_types(tmp_path):
     store = Store(tmp_path)
     store.write("tiny", "a", make_record("a", lr=0.001, seed=0, accuracy=0.91))
     store.write("tiny", "b", make_record("b", lr="auto", seed=1, accuracy=0.85, method="ff",
-                                          curve=[{"step": 1, "examples": 32, "train_loss": float("nan")}]))
+                                          curve=[{"steps": 1, "examples": 32, "train_loss": float("nan")}]))
     failed = make_record("c", suite="other", status="failed", curve=[])
-    failed.update(final={}, error="CUDA out of memory")
-    failed["config"]["method"]["lr"] = [0.1, 0.01]  # a list where others have scalars
+    failed.update(error="CUDA out of memory")
+    failed["config"]["method_config"]["lr"] = [0.1, 0.01]  # a list where others have scalars
     failed["env"]["threads"] = "four"
     store.write("other", "c", failed)
     # Something corrupt in the tree must not stop the rebuild.
@@ -346,23 +346,23 @@ def test_rebuild_index_flattens_and_survives_mixed_types(tmp_path):
     index = pd.read_parquet(path).set_index("run_id")
     assert sorted(index.index) == ["a", "b", "c"]
     assert len(store.set_aside) == 1
-    assert {"final.test.accuracy", "final.val.accuracy", "config.method.lr", "config.model.hidden",
+    assert {"final.test.accuracy", "final.val.accuracy", "config.method_config.lr", "config.task_config.mlp.hidden",
             "env.threads", "counters.steps", "status", "error", "seed"} <= set(index.columns)
     assert not any(c.startswith("curve") for c in index.columns)
     assert index.loc["a", "final.test.accuracy"] == pytest.approx(0.91)
     assert pd.isna(index.loc["c", "final.test.accuracy"])
-    assert index["config.method.lr"].to_dict() == {"a": "0.001", "b": "auto", "c": "[0.1,0.01]"}
+    assert index["config.method_config.lr"].to_dict() == {"a": "0.001", "b": "auto", "c": "[0.1,0.01]"}
     assert index["env.threads"].to_dict() == {"a": "4", "b": "4", "c": "four"}
-    assert json.loads(index.loc["a", "config.model.hidden"]) == [64, 64]
+    assert json.loads(index.loc["a", "config.task_config.mlp.hidden"]) == [16]
     assert index.loc["c", "error"] == "CUDA out of memory"
 
     curves = pd.read_parquet(tmp_path / "curves.parquet")
     assert len(curves) == 3  # two points for a, one for b, none for c
-    assert {"run_id", "suite", "task_label", "method", "seed", "step", "examples",
+    assert {"run_id", "suite", "task_label", "method", "seed", "steps", "examples",
             "train_loss"} <= set(curves.columns)
     b = curves[curves.run_id == "b"].iloc[0]
     assert b["method"] == "ff" and b["seed"] == 1 and pd.isna(b["train_loss"])
-    assert sorted(curves[curves.run_id == "a"]["step"]) == [1, 2]
+    assert sorted(curves[curves.run_id == "a"]["steps"]) == [2, 4]
     assert [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
@@ -386,3 +386,16 @@ def test_read_index_rebuilds_when_missing_or_stale(tmp_path):
     os.utime(store.record_path("tiny", "b"), ns=(store.index_path.stat().st_mtime_ns + 10**9,) * 2)
     assert sorted(store.read_index()["run_id"]) == ["a", "b"]
     assert len(store.read_curves()) == 4
+
+
+def test_a_record_of_the_wrong_shape_is_set_aside_not_counted_as_finished(tmp_path):
+    """{"status": "completed"} once counted as a finished cell and crashed every reader."""
+    store = Store(tmp_path)
+    path = store.record_path("tiny", "r1")
+    path.parent.mkdir(parents=True)
+    path.write_text('{"status": "completed"}\n')
+    assert store.load("tiny", "r1") is None  # so the cell is trained again
+    assert not path.exists() and len(store.set_aside) == 1
+    assert store.set_aside[0].read_text() == '{"status": "completed"}\n'
+    with pytest.raises(ValueError, match="record.schema"):
+        store.write("tiny", "r2", {"status": "completed"})  # and it cannot be written either
