@@ -67,6 +67,10 @@ class LayeredEnergy:
         """pi_k, the weight of layer k's energy term (a Python float: not differentiated)."""
         return 1.0
 
+    def inference_scale(self, k: int) -> float:
+        """Multiplies the inference rate of node x_k (1 here; active inference preconditions)."""
+        return 1.0
+
     def learned(self, squared_errors: list[float | None]) -> None:
         """Called after every learning sweep with each layer's ||e_k||^2 per example
         (None where the sweep did not compute it)."""
@@ -116,13 +120,13 @@ class LayeredEnergy:
             energies[k] = energy.item() / size
         if infer:
             with torch.no_grad():
-                for x, v in zip(self.nodes, self.velocity):
+                for k, (x, v) in enumerate(zip(self.nodes, self.velocity)):
                     if x.grad is not None:  # per-example gradient of the summed energy
                         v.mul_(self.cfg.inference_momentum).add_(x.grad, alpha=size)
                         x.grad = None
                     else:
                         v.mul_(self.cfg.inference_momentum)
-                    x.sub_(self.cfg.inference_lr * v)
+                    x.sub_(self.cfg.inference_lr * self.inference_scale(k) * v)
         return energies
 
     # ------------------------------------------------------------ the update
