@@ -8,7 +8,7 @@ term is pi_k * 1/2 ||x_k - f_k(x_{k-1})||^2 summed over the batch (the output's 
 squared error to the one-hot target, or the cross-entropy), with pi_k from `precision(k)`:
 1 for predictive coding, exp(lambda_k) for active inference. `step` relaxes the nodes and
 learns the weights (once after relaxing, or at every inference step for iPC); after every
-learning sweep it hands each layer's mean squared error to `learned`, the hook where a
+learning sweep it hands each layer's energy to `learned`, the hook where a
 subclass updates what else it learns (active inference: the precisions).
 
 Locality is structural: every energy term is built from leaf value nodes, so its autograd
@@ -71,9 +71,9 @@ class LayeredEnergy:
         """Multiplies the inference rate of node x_k (1 here; active inference preconditions)."""
         return 1.0
 
-    def learned(self, squared_errors: list[float | None]) -> None:
-        """Called after every learning sweep with each layer's ||e_k||^2 per example
-        (None where the sweep did not compute it)."""
+    def learned(self, energies: list[Tensor | None]) -> None:
+        """Called after every learning sweep with each layer's unweighted energy per example
+        (1/2 ||e_k||^2 for a hidden layer; None where the sweep did not compute it)."""
 
     def local_energy(self, k: int, x_prev: Tensor, x_k: Tensor | None, targets: Tensor) -> Tensor:
         """Unweighted energy of layer k summed over the batch, from its input node and its own
@@ -98,14 +98,15 @@ class LayeredEnergy:
         self.first_prediction = self.nodes[0].detach().clone()
         self.velocity = [torch.zeros_like(x) for x in self.nodes]
 
-    def _sweep(self, x0: Tensor, targets: Tensor, infer: bool, learn: bool, first: bool) -> list[float | None]:
+    def _sweep(self, x0: Tensor, targets: Tensor, infer: bool, learn: bool, first: bool) -> list[Tensor | None]:
         """Differentiate every layer's weighted energy term on its own (its graph is freed
         before the next is built); `infer` moves the value nodes one SGD step, `learn`
         accumulates the weight gradients. `first`: the hidden errors are still zero (the
         nodes were just initialised), so only the output term is differentiated.
-        Returns each layer's unweighted energy per example (None where not computed)."""
+        Returns each layer's unweighted energy per example, detached (None where not computed):
+        read only where needed, since every read waits for the device."""
         n, size = len(self.layers), x0.shape[0]
-        energies: list[float | None] = [None] * n
+        energies: list[Tensor | None] = [None] * n
         for k in range(n - 1, n) if first else range(n):
             x_prev = x0 if k == 0 else self.nodes[k - 1]
             x_k = self.nodes[k] if k < n - 1 else None
@@ -117,7 +118,7 @@ class LayeredEnergy:
             inputs += [p for p in self.layers[k].parameters() if p.requires_grad] if learn else []
             if inputs:  # weights descend the batch-mean energy; nodes get x.grad * size below
                 (self.precision(k) * energy / size).backward(inputs=inputs)
-            energies[k] = energy.item() / size
+            energies[k] = energy.detach() / size
         if infer:
             with torch.no_grad():
                 for k, (x, v) in enumerate(zip(self.nodes, self.velocity)):
@@ -140,26 +141,19 @@ class LayeredEnergy:
         with torch.no_grad():
             x0 = batch.inputs if self.stem_is_layer else self.model.stem(batch.inputs)
         self._init_nodes(x0)
-        loss = 0.0
+        loss = None
         for t in range(cfg.inference_steps):
             energies = self._sweep(x0, batch.targets, infer=True, learn=cfg.incremental, first=t == 0)
             loss = energies[-1] if t == 0 else loss  # the feedforward pass's output energy
             if cfg.incremental:  # iPC: the weights move with the nodes, at every step
-                self.learned(self._squared(energies))
+                self.learned(energies)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
         if not cfg.incremental:  # PC: learn once the nodes have relaxed
             energies = self._sweep(x0, batch.targets, infer=False, learn=True, first=False)
-            self.learned(self._squared(energies))
+            self.learned(energies)
             self.optimizer.step()
-        return StepStats(loss=loss, examples=batch.size, forward_equivalents=self.forward_equivalents())
-
-    def _squared(self, energies: list[float | None]) -> list[float | None]:
-        """||e_k||^2 per example from the unweighted energies (the output's only for "se")."""
-        out = [None if e is None else 2 * e for e in energies]
-        if self.cfg.output_energy == "ce":
-            out[-1] = None
-        return out
+        return StepStats(loss=float(loss), examples=batch.size, forward_equivalents=self.forward_equivalents())
 
     def forward_equivalents(self) -> float:
         """Cost of one step in forward passes (methods/predictive_coding.py derives it)."""

@@ -281,14 +281,16 @@ class PrecisionWeightedEnergy(LayeredEnergy):
         return 2.0 / (self.pi[k] + self.pi[k + 1])
 
     @torch.no_grad()
-    def learned(self, squared_errors: list[float | None]) -> None:
+    def learned(self, energies: list[Tensor | None]) -> None:
         """lambda_k descends dF/dlambda_k = 1/2 (pi_k E_q||e_k||^2 - n_k), per unit and example."""
         cfg = self.cfg
-        if not cfg.learn_precision:
+        last = len(energies) - 1  # the output learns a precision only for "se" (see the docstring)
+        known = [k for k, e in enumerate(energies) if e is not None and (k < last or cfg.output_energy == "se")]
+        if not cfg.learn_precision or not known:
             return
-        for k, sq in enumerate(squared_errors):
-            if sq is None:
-                continue
+        values = torch.stack([energies[k] for k in known]).tolist()  # one read from the device
+        for k, energy in zip(known, values):
+            sq = 2 * energy  # ||e_k||^2 per example
             lam = float(self.log_precision[k])
             variance = sq / self.units[k]
             if k < len(self.layers) - 1:  # Laplace: E_q[e^2] adds Var_q(x_k) = 1/(pi_k + pi_k+1)
