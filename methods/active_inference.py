@@ -135,7 +135,11 @@ in the measured seconds and FLOPs); the continuous variant counts as predictive_
 at T=20 about 3 + 2 c_n + 38 (1 - c_1), ~4x predictive coding's default step.
 
 Results: see the README's control section and the issue-8 report (T-maze, grid world,
-FrozenLake against dqn and policy_gradient; digits through vision-vit).
+FrozenLake against dqn and policy_gradient). Continuous variant with learned precisions,
+digits (`python -m harness.cli run suite=vision-vit method=active_inference profile=quick
+threads=1 seeds=1`, one seed, CPU): MLP 0.9777 (23.6 ms/step), ViT 0.9276 (348 ms/step,
+40.9 forward-equivalents per step); predictive coding's 3-seed numbers on the same budget:
+0.9796 +- 0.0043 and 0.9276 +- 0.0028, backprop's 0.9666 +- 0.0074 and 0.9322 +- 0.0113.
 """
 
 from __future__ import annotations

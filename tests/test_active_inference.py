@@ -125,6 +125,10 @@ def test_continuous_variant_learns_digits_and_says_which_variant_ran(tiny_suite)
     assert record["status"] == "completed", record.get("traceback")
     assert record["final"]["test"]["accuracy"] > 0.85
     assert set(record["flops"]["steps_per_kind"]) == {"continuous_vfe"}
+    # T=20 relaxation sweeps are counted: the declared cost agrees with the FLOPs the meter counted
+    forward_flops = 2 * 64 * (64 * 128 + 128 * 10)  # batch 64: digits' 64 pixels -> 128 -> 10
+    declared = record["counters"]["forward_equivalents"] / 120
+    assert record["flops"]["per_step"]["continuous_vfe"] / forward_flops == pytest.approx(declared, rel=0.15)
 
 
 def test_continuous_update_is_not_backprops_and_precisions_are_learned(capsys) -> None:
