@@ -1,0 +1,180 @@
+"""The layered Gaussian energy and its relaxation, shared by predictive coding and the
+continuous variant of active inference (methods/predictive_coding.py describes the algorithm
+and its cost; methods/active_inference.py adds learned precisions).
+
+The model is a chain of layers f_1..f_n (the stem when it has parameters, every block, the
+head) with a value node x_k for the output of every layer but the last. Layer k's energy
+term is pi_k * 1/2 ||x_k - f_k(x_{k-1})||^2 summed over the batch (the output's is the
+squared error to the one-hot target, or the cross-entropy), with pi_k from `precision(k)`:
+1 for predictive coding, exp(lambda_k) for active inference. `step` relaxes the nodes and
+learns the weights (once after relaxing, or at every inference step for iPC); after every
+learning sweep it hands each layer's energy to `learned`, the hook where a
+subclass updates what else it learns (active inference: the precisions).
+
+Locality is structural: every energy term is built from leaf value nodes, so its autograd
+graph reaches one layer's parameters and two value nodes, and each term is differentiated
+and freed before the next (tests/test_predictive_coding.py walks these graphs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from harness.interface import Batch, SetupContext, StepStats, optimizer_state_tensors
+from methods._local import has_parameters, make_optimizer, num_classes, set_lr
+
+
+class LayeredEnergy:
+    """Value nodes over a BlockModel's layers, relaxed by SGD with momentum (pcx's scheme).
+
+    The config needs predictive coding's keys (PredictiveCodingConfig): inference_steps,
+    inference_lr, inference_momentum, output_energy, incremental and the optimizer's."""
+
+    name = "layered_energy"
+
+    def setup(self, ctx: SetupContext) -> None:
+        self.ctx, self.cfg, self.model = ctx, ctx.config, ctx.model
+        self.num_classes = num_classes(ctx, self.name)  # the output node is one-hot
+        # f_1..f_n: a stem without parameters (Flatten) is part of the clamped input instead.
+        self.stem_is_layer = has_parameters(self.model.stem)
+        self.layers: list[nn.Module] = ([self.model.stem] if self.stem_is_layer else []) + \
+            [*self.model.blocks, self.model.head]
+        self.optimizer = make_optimizer(self.model.parameters(), self.cfg)
+        self.flop_share = self._flop_shares(ctx.task.describe()["input_shape"])
+        self.nodes: list[Tensor] = []  # value nodes x_1..x_{n-1} of the last step
+        self.velocity: list[Tensor] = []  # their momentum buffers
+
+    @torch.no_grad()
+    def _flop_shares(self, input_shape: tuple[int, ...]) -> list[float]:
+        """Each layer's share of the forward pass's FLOPs, for forward_equivalents."""
+        h = torch.zeros(1, *input_shape, device=self.ctx.device)
+        h = h if self.stem_is_layer else self.model.stem(h)
+        counts = []
+        for layer in self.layers:
+            with FlopCounterMode(display=False) as counter:
+                h = layer(h)
+            counts.append(counter.get_total_flops())
+        return [c / max(1, sum(counts)) for c in counts]
+
+    # ------------------------------------------------------------ the energy
+
+    def precision(self, k: int) -> float:
+        """pi_k, the weight of layer k's energy term (a Python float: not differentiated)."""
+        return 1.0
+
+    def inference_scale(self, k: int) -> float:
+        """Multiplies the inference rate of node x_k (1 here; active inference preconditions)."""
+        return 1.0
+
+    def learned(self, energies: list[Tensor | None]) -> None:
+        """Called after every learning sweep with each layer's unweighted energy per example
+        (1/2 ||e_k||^2 for a hidden layer; None where the sweep did not compute it)."""
+
+    def local_energy(self, k: int, x_prev: Tensor, x_k: Tensor | None, targets: Tensor) -> Tensor:
+        """Unweighted energy of layer k summed over the batch, from its input node and its own
+        node (None for the output layer, whose node is clamped to the targets)."""
+        prediction = self.layers[k](x_prev)
+        if x_k is not None:
+            return 0.5 * (x_k - prediction).pow(2).sum()
+        if self.cfg.output_energy == "ce":
+            return F.cross_entropy(prediction, targets, reduction="sum")
+        onehot = F.one_hot(targets, self.num_classes).to(prediction.dtype)
+        return 0.5 * (onehot - prediction).pow(2).sum()
+
+    @torch.no_grad()
+    def _init_nodes(self, x0: Tensor) -> None:
+        """The feedforward pass: every node at its prediction, every hidden error zero.
+        The first layer's prediction f_1(x_0) is kept: its input is clamped, so until the
+        weights move (standard PC's inference phase) it is a constant."""
+        self.nodes, h = [], x0
+        for layer in self.layers[:-1]:
+            h = layer(h)
+            self.nodes.append(h.requires_grad_())
+        self.first_prediction = self.nodes[0].detach().clone()
+        self.velocity = [torch.zeros_like(x) for x in self.nodes]
+
+    def _sweep(self, x0: Tensor, targets: Tensor, infer: bool, learn: bool, first: bool) -> list[Tensor | None]:
+        """Differentiate every layer's weighted energy term on its own (its graph is freed
+        before the next is built); `infer` moves the value nodes one SGD step, `learn`
+        accumulates the weight gradients. `first`: the hidden errors are still zero (the
+        nodes were just initialised), so only the output term is differentiated.
+        Returns each layer's unweighted energy per example, detached (None where not computed):
+        read only where needed, since every read waits for the device."""
+        n, size = len(self.layers), x0.shape[0]
+        energies: list[Tensor | None] = [None] * n
+        for k in range(n - 1, n) if first else range(n):
+            x_prev = x0 if k == 0 else self.nodes[k - 1]
+            x_k = self.nodes[k] if k < n - 1 else None
+            if k == 0 and not learn and x_k is not None:  # f_1(x_0) is fixed: no forward needed
+                energy = 0.5 * (x_k - self.first_prediction).pow(2).sum()
+            else:
+                energy = self.local_energy(k, x_prev, x_k, targets)
+            inputs = [x for x in (x_prev if k > 0 else None, x_k) if x is not None] if infer else []
+            inputs += [p for p in self.layers[k].parameters() if p.requires_grad] if learn else []
+            if inputs:  # weights descend the batch-mean energy; nodes get x.grad * size below
+                (self.precision(k) * energy / size).backward(inputs=inputs)
+            energies[k] = energy.detach() / size
+        if infer:
+            with torch.no_grad():
+                for k, (x, v) in enumerate(zip(self.nodes, self.velocity)):
+                    if x.grad is not None:  # per-example gradient of the summed energy
+                        v.mul_(self.cfg.inference_momentum).add_(x.grad, alpha=size)
+                        x.grad = None
+                    else:
+                        v.mul_(self.cfg.inference_momentum)
+                    x.sub_(self.cfg.inference_lr * self.inference_scale(k) * v)
+        return energies
+
+    # ------------------------------------------------------------ the update
+
+    def step(self, batch: Batch) -> StepStats:
+        cfg = self.cfg
+        set_lr(self.optimizer, cfg, self.ctx.budget_fraction())
+        if not self.model.training:
+            self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            x0 = batch.inputs if self.stem_is_layer else self.model.stem(batch.inputs)
+        self._init_nodes(x0)
+        loss = None
+        for t in range(cfg.inference_steps):
+            energies = self._sweep(x0, batch.targets, infer=True, learn=cfg.incremental, first=t == 0)
+            loss = energies[-1] if t == 0 else loss  # the feedforward pass's output energy
+            if cfg.incremental:  # iPC: the weights move with the nodes, at every step
+                self.learned(energies)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+        if not cfg.incremental:  # PC: learn once the nodes have relaxed
+            energies = self._sweep(x0, batch.targets, infer=False, learn=True, first=False)
+            self.learned(energies)
+            self.optimizer.step()
+        return StepStats(loss=float(loss), examples=batch.size, forward_equivalents=self.forward_equivalents())
+
+    def forward_equivalents(self) -> float:
+        """Cost of one step in forward passes (methods/predictive_coding.py derives it)."""
+        T, c_1, c_n = self.cfg.inference_steps, self.flop_share[0], self.flop_share[-1]
+        if self.cfg.incremental:
+            return 1 + 3 * c_n + (T - 1) * (3 - c_1)
+        return 1 + 2 * c_n + 2 * (T - 1) * (1 - c_1) + 2
+
+    @torch.no_grad()
+    def predict(self, inputs: Tensor) -> Tensor:
+        self.model.eval()
+        return self.model(inputs)
+
+    def memory_buffers(self) -> dict[str, list[Tensor]]:
+        first = [self.first_prediction] if self.nodes else []
+        return {"optimizer_state": optimizer_state_tensors(self.optimizer), "value_nodes": list(self.nodes),
+                "value_node_momentum": list(self.velocity), "first_layer_prediction": first}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
