@@ -224,17 +224,22 @@ class Evolution:
             if self._members is None:
                 return None
             a, b, bias, _ = self._member_factors(index, layer)
-            c, x = len(self._members), args[0]
-            scale = self.cfg.sigma / math.sqrt(self.cfg.rank)
+            c, x, r = len(self._members), args[0], self.cfg.rank
+            scale = self.cfg.sigma / math.sqrt(r)
+            out = output.contiguous()
+            rows = out.view(c, -1, out.shape[-1])  # member-major: member j's rows are a block
             if isinstance(layer, nn.Embedding):  # E_i[tokens] = A_i[tokens] B_i^T
-                rows = torch.gather(a, 1, x.reshape(c, -1, 1).expand(-1, -1, self.cfg.rank))
-                delta = torch.bmm(rows, b.transpose(1, 2))
-            else:  # x E_i^T = (x B_i) A_i^T
-                delta = torch.bmm(torch.bmm(x.reshape(c, -1, x.shape[-1]).to(self.dtype), b), a.transpose(1, 2))
-            delta = delta * scale
-            if bias is not None:
-                delta = delta + self.cfg.sigma * bias[:, None, :]
-            return output + delta.reshape(output.shape).to(output.dtype)
+                left = torch.gather(a, 1, x.reshape(c, -1, 1).expand(-1, -1, r))
+                right = b * scale
+            else:  # x E_i^T = (x B_i) A_i^T, the bias noise as one more rank: [x B_i, 1] [A_i, bias_i]^T
+                left = torch.bmm(x.reshape(c, -1, x.shape[-1]).to(self.dtype), b)
+                right = a * scale
+                if bias is not None:
+                    left = torch.cat([left, left.new_ones(left.shape[:-1] + (1,))], dim=-1)
+                    right = torch.cat([right, self.cfg.sigma * bias[:, :, None]], dim=-1)
+            # one batched GEMM of inner size r (+1) per layer, accumulated into the output in place
+            rows.baddbmm_(left.to(out.dtype), right.transpose(1, 2).to(out.dtype))
+            return out
 
         return hook
 

@@ -18,7 +18,7 @@ from methods.evolution import Evolution, EvolutionConfig
 from suites.tasks.image_classification import DigitsTask
 from suites.tasks.language_models import DecoderConfig
 from suites.tasks.synthetic_lm import SyntheticLMConfig, SyntheticLMTask
-from suites.tasks.vision_models import MLPConfig
+from suites.tasks.vision_models import MLPConfig, ViTConfig
 from suites.tasks.image_classification import DigitsConfig
 
 
@@ -67,6 +67,19 @@ def test_batched_low_rank_population_equals_explicit_members() -> None:
         batched = method._population_losses(batch).tolist()
         explicit = _explicit_losses(method, plain, batch)
         assert torch.allclose(torch.tensor(batched), torch.tensor(explicit), atol=1e-4), (batched, explicit)
+
+
+def test_batched_perturbation_of_token_activations_equals_explicit_members() -> None:
+    """The ViT's Linears see [members * N, tokens, width] activations: the in-place batched
+    low-rank term (bias noise folded in as one more rank) is each member's own perturbation."""
+    task = DigitsTask(DigitsConfig(model="vit", vit=ViTConfig(patch_size=4, dim=16, depth=1, heads=2)))
+    method = _setup(task, EvolutionConfig(population=4, rank=2, sigma=0.05))
+    plain = copy.deepcopy(method.model)
+    batch = next(task.train_batches(8, torch.Generator().manual_seed(1)))
+    method._seed = 99
+    batched = method._population_losses(batch).tolist()
+    explicit = _explicit_losses(method, plain, batch)
+    assert torch.allclose(torch.tensor(batched), torch.tensor(explicit), atol=1e-4), (batched, explicit)
 
 
 def test_chunked_evaluation_equals_one_batched_forward() -> None:
