@@ -11,7 +11,8 @@ hits them alike); the table gives the median over rounds. Batches are drawn befo
 
 Columns: ms per step; forward-equivalents per step (the method's own `StepStats`); ms per
 forward-equivalent, and that relative to backprop's on the same task (the cost model says
-~1.0); ms of one `task.evaluate(method.predict, "val")`; and `eval share`, the evaluation
+~1.0), from wall time (what the harness records) and from the process's CPU time (less
+disturbed when other jobs share the cores); ms of one `task.evaluate(method.predict, "val")`; and `eval share`, the evaluation
 time a quick cell spends (a validation pass every `eval_every` steps, then test and the
 shifted test sets, each about test/val as long as a validation pass) over its training time.
 
@@ -49,6 +50,7 @@ class Row:
     forward_equivalents: float
     ms_per_fe: float
     relative: float | None  # ms per forward-equivalent / backprop's (None without backprop)
+    cpu_relative: float | None  # the same ratio from process CPU time (less hit by other jobs on the cores)
     eval_ms: float  # one validation pass
     eval_share: float  # evaluation seconds / training seconds of a quick cell
 
@@ -75,41 +77,47 @@ def measure(task_label: str = "mlp", methods: tuple[str, ...] = METHODS, steps: 
         for _ in range(warmup):
             method.step(next(state[name][3]))
     seconds: dict[str, list[float]] = {name: [] for name in cells}
+    cpu: dict[str, list[float]] = {name: [] for name in cells}
     fes: dict[str, float] = {}
     evals: dict[str, list[float]] = {name: [] for name in cells}
     for _ in range(repeats):
         for name, (cell, task, method, batches) in state.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 stats = method.step(next(batches))
             seconds[name].append((time.perf_counter() - start) / steps)
+            cpu[name].append((time.process_time() - start_cpu) / steps)
             fes[name] = stats.forward_equivalents
             start = time.perf_counter()
             task.evaluate(method.predict, "val", torch.device("cpu"))
             evals[name].append(time.perf_counter() - start)
     rows = []
-    base = None
+    base = base_cpu = None
     for name, (cell, task, _, _) in state.items():
         step_s, eval_s = statistics.median(seconds[name]), statistics.median(evals[name])
-        per_fe = step_s / fes[name]
+        per_fe, cpu_per_fe = step_s / fes[name], statistics.median(cpu[name]) / fes[name]
         if name == "backprop":
-            base = 1e3 * per_fe
+            base, base_cpu = 1e3 * per_fe, cpu_per_fe
         info = task.describe()
         planned = cell.budget.value // cell.batch_size  # an examples budget, as the quick profile's
         shifted = sum(len(v) for v in (cell.shift.noise, cell.shift.rotation, cell.shift.translation)) \
             if cell.shift.enabled else 0
         eval_total = eval_s * (planned / cell.eval_every + 1 + (1 + shifted) * info["n_test"] / info["n_val"])
-        rows.append(Row(name, 1e3 * step_s, fes[name], 1e3 * per_fe, None, 1e3 * eval_s, eval_total / (planned * step_s)))
-    return [Row(**{**r.__dict__, "relative": (r.ms_per_fe / base) if base else None}) for r in rows]
+        rows.append(Row(name, 1e3 * step_s, fes[name], 1e3 * per_fe, None, cpu_per_fe, 1e3 * eval_s,
+                        eval_total / (planned * step_s)))
+    return [Row(**{**r.__dict__, "relative": (r.ms_per_fe / base) if base else None,
+                   "cpu_relative": (r.cpu_relative / base_cpu) if base_cpu else None}) for r in rows]
 
 
 def table(task_label: str, rows: list[Row]) -> str:
     lines = [f"task {task_label} (vision-vit quick profile, batch 64, 1 thread)",
-             f"{'method':<16}{'ms/step':>9}{'fe/step':>9}{'ms/fe':>8}{'vs bp':>7}{'eval ms':>9}{'eval share':>12}"]
+             f"{'method':<16}{'ms/step':>9}{'fe/step':>9}{'ms/fe':>8}{'vs bp':>7}{'cpu vs bp':>10}{'eval ms':>9}"
+             f"{'eval share':>12}"]
     for r in rows:
         rel = f"{r.relative:.2f}" if r.relative is not None else "-"
+        cpu_rel = f"{r.cpu_relative:.2f}" if r.cpu_relative is not None else "-"
         lines.append(f"{r.method:<16}{r.ms_per_step:>9.1f}{r.forward_equivalents:>9.0f}{r.ms_per_fe:>8.2f}{rel:>7}"
-                     f"{r.eval_ms:>9.1f}{r.eval_share:>12.2f}")
+                     f"{cpu_rel:>10}{r.eval_ms:>9.1f}{r.eval_share:>12.2f}")
     return "\n".join(lines)
 
 
