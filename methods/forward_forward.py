@@ -56,7 +56,9 @@ forward_equivalents per step, with backprop's convention (a backward costs ~2 fo
 a positive and a negative pass through all blocks, each with its local backward: 2 * 3 = 6;
 plus 1 for the neutral-label pass that trains the linear head (rule "linear", whose logits
 also supply hard negatives); plus num_classes for the label sweep that supplies hard
-negatives under the "goodness" rule. Prediction's label sweep is evaluation, not a step.
+negatives under the "goodness" rule. Prediction's label sweep is evaluation, not a step; it
+runs all num_classes labels as one batched forward (the per-label loop's result, at the cost
+of num_classes forwards but without a Python loop per label).
 """
 
 from __future__ import annotations
@@ -154,13 +156,17 @@ class ForwardForward:
 
     @torch.no_grad()
     def _goodness_scores(self, inputs: Tensor) -> Tensor:
-        """[N, num_classes]: goodness accumulated over the scored blocks, per candidate label."""
-        columns, stem_out = [], self.model.stem(inputs)  # the stem does not see the label
-        for c in range(self.num_classes):
-            labels = torch.full((inputs.shape[0],), c, dtype=torch.long, device=inputs.device)
-            outputs = self._block_outputs(stem_out, labels)
-            columns.append(sum(self._goodness(outputs[k]) for k in self.scored))
-        return torch.stack(columns, dim=1)
+        """[N, num_classes]: goodness accumulated over the scored blocks, per candidate label.
+
+        Every candidate label in one batched forward: the stem's output (which does not see
+        the label) is computed once and repeated label-major, rows [c*N, (c+1)*N) carrying
+        label c. The blocks treat rows independently, so this is the per-label loop of the
+        paper in one pass (num_classes x the activations of one pass, no Python loop)."""
+        n, k = inputs.shape[0], self.num_classes
+        stem_out = self.model.stem(inputs)
+        labels = torch.arange(k, device=inputs.device).repeat_interleave(n)
+        outputs = self._block_outputs(stem_out.repeat(k, *([1] * (stem_out.dim() - 1))), labels)
+        return sum(self._goodness(outputs[j]) for j in self.scored).view(k, n).T
 
     def _linear_logits(self, inputs: Tensor) -> Tensor:
         """The head's logits on the (detached) normalised last-block output, neutral label."""
