@@ -1,6 +1,6 @@
 """Cost per forward-equivalent of each method against backprop, and what its evaluation costs.
 
-    python tests/bench/method_cost.py [--task mlp|vit] [--steps N] [--repeats R] [--methods a,b]
+    python tests/bench/method_cost.py [--task mlp|vit] [--steps N] [--repeats R] [--methods a,b+key=value]
 
 The cells are vision-vit's quick profile (digits, batch 64, the suite's method options), set
 up by `harness.runner.start_cell` exactly as a run would set them up. For each task, every
@@ -56,11 +56,14 @@ class Row:
 
 
 def _cells(task_label: str, methods: tuple[str, ...]) -> dict[str, object]:
+    """The quick profile's cell of each method; a spec "name+key=value+..." sets method options."""
     cells = {}
-    for name in methods:
-        (cell,) = [c for c in plan(resolve(["suite=vision-vit", "profile=quick", "seeds=1", "threads=1",
-                                            "device=cpu", f"method={name}"])) if c.task.label == task_label]
-        cells[name] = cell
+    for spec in methods:
+        name, *options = spec.split("+")
+        (cell,) = [c for c in plan(resolve(["suite=vision-vit", "profile=quick", "seeds=1", "threads=1", "device=cpu",
+                                            f"method={name}", *(f"method.{o}" for o in options)]))
+                   if c.task.label == task_label]
+        cells[spec] = cell
     return cells
 
 
@@ -71,7 +74,7 @@ def measure(task_label: str = "mlp", methods: tuple[str, ...] = METHODS, steps: 
     state = {}
     for name, cell in cells.items():
         task = build_task(cell)
-        method, _, _, data_gen = start_cell(cell, task, get_method(name), cell.budget)
+        method, _, _, data_gen = start_cell(cell, task, get_method(cell.method.name), cell.budget)
         batches = list(islice(task.train_batches(cell.batch_size, data_gen), 16))
         state[name] = (cell, task, method, cycle(batches))
         for _ in range(warmup):
@@ -111,12 +114,12 @@ def measure(task_label: str = "mlp", methods: tuple[str, ...] = METHODS, steps: 
 
 def table(task_label: str, rows: list[Row]) -> str:
     lines = [f"task {task_label} (vision-vit quick profile, batch 64, 1 thread)",
-             f"{'method':<16}{'ms/step':>9}{'fe/step':>9}{'ms/fe':>8}{'vs bp':>7}{'cpu vs bp':>10}{'eval ms':>9}"
+             f"{'method':<24}{'ms/step':>9}{'fe/step':>9}{'ms/fe':>8}{'vs bp':>7}{'cpu vs bp':>10}{'eval ms':>9}"
              f"{'eval share':>12}"]
     for r in rows:
         rel = f"{r.relative:.2f}" if r.relative is not None else "-"
         cpu_rel = f"{r.cpu_relative:.2f}" if r.cpu_relative is not None else "-"
-        lines.append(f"{r.method:<16}{r.ms_per_step:>9.1f}{r.forward_equivalents:>9.0f}{r.ms_per_fe:>8.2f}{rel:>7}"
+        lines.append(f"{r.method:<24}{r.ms_per_step:>9.1f}{r.forward_equivalents:>9.0f}{r.ms_per_fe:>8.2f}{rel:>7}"
                      f"{cpu_rel:>10}{r.eval_ms:>9.1f}{r.eval_share:>12.2f}")
     return "\n".join(lines)
 
@@ -127,7 +130,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per method per round")
     parser.add_argument("--repeats", type=int, default=5, help="rounds, methods interleaved")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated; backprop is the reference")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma-separated; backprop is the reference; name+key=value sets an option")
     args = parser.parse_args()
     methods = tuple(args.methods.split(","))
     for label in (("mlp", "vit") if args.task == "both" else (args.task,)):
