@@ -89,6 +89,16 @@ from harness.interface import Batch, SetupContext, StepStats
 from harness.registry import register_method
 from methods._forward_only import DTYPES, as_model_input, device_generator, draw_seed, mix
 
+# chunk 0 on a CPU: members per forward such that the largest perturbed layer's output holds at
+# most this many elements (8 MB in float32). A forward of the whole population makes
+# activations that leave the CPU's caches, and the copies, norms and GELUs between the
+# GEMMs then run at memory speed: on vision-vit's quick ViT (1,024 rows a member) the
+# population in one forward cost 1.5x backprop's CPU time per forward-equivalent, 4 to 16
+# members 1.1x (tests/bench/method_cost.py); its MLP keeps the whole population (0.5 MB).
+# GPUs (and the meta device's memory estimates of them) get the whole population.
+CPU_FORWARD_ELEMENTS = 2**21
+
+
 @dataclass(frozen=True)
 class EvolutionConfig:
     population: int = 32  # members per step, antithetic pairs: must be even
@@ -98,7 +108,7 @@ class EvolutionConfig:
     fitness: Literal["zscore", "rank"] = "zscore"
     weight_decay: float = 0.0  # decoupled, on matrices
     schedule: Literal["constant", "cosine"] = "constant"
-    chunk: int = 0  # members per batched forward; 0 = the whole population at once
+    chunk: int = 0  # members per batched forward; 0 = the whole population (on a CPU: a cache-sized part, below)
     weights: Literal["float32", "bfloat16", "int8"] = "float32"
     compute: Literal["float32", "bfloat16"] = "float32"  # int8 only: the dtype weights are dequantised to
     scale: Literal["row", "tensor"] = "row"  # int8 only: one scale per output row, or per tensor
@@ -196,6 +206,8 @@ class Evolution:
         self.seed = torch.zeros(1, dtype=torch.int64)  # the step's seed: every perturbation replays from it
         self.losses = torch.zeros(self.cfg.population)
         self._members: Tensor | None = None  # member ids of the chunk being evaluated (None: no perturbation)
+        self._largest_output = 0  # elements of the largest perturbed layer output seen (sizes the CPU chunks)
+        self._elements_per_example: int | None = None
         self._seed = 0
 
     # ------------------------------------------------------------------ noise
@@ -230,6 +242,7 @@ class Evolution:
             c, x, r = len(self._members), args[0], self.cfg.rank
             scale = self.cfg.sigma / math.sqrt(r)
             out = output.contiguous()
+            self._largest_output = max(self._largest_output, out.numel())
             rows = out.view(c, -1, out.shape[-1])  # member-major: member j's rows are a block
             if isinstance(layer, nn.Embedding):  # E_i[tokens] = A_i[tokens] B_i^T
                 left = torch.gather(a, 1, x.reshape(c, -1, 1).expand(-1, -1, r))
@@ -248,18 +261,32 @@ class Evolution:
 
     # ------------------------------------------------------------------ the step
 
+    def _chunk(self, n: int) -> int:
+        """Members per batched forward: `chunk`, or (0) the whole population, except on a CPU,
+        where as many members as keep the largest perturbed layer's output within
+        CPU_FORWARD_ELEMENTS (the first forward, of one member, measures it)."""
+        if self.cfg.chunk:
+            return self.cfg.chunk
+        if self.ctx.device.type != "cpu":
+            return self.cfg.population
+        if self._elements_per_example is None:
+            return 1
+        return max(1, CPU_FORWARD_ELEMENTS // (self._elements_per_example * n))
+
     def _population_losses(self, batch: Batch) -> Tensor:
         population, n = self.cfg.population, batch.size
-        chunk = self.cfg.chunk or population
         x = as_model_input(batch.inputs, self.dtype)
-        losses = []
-        for start in range(0, population, chunk):
-            members = torch.arange(start, min(population, start + chunk))
+        losses, start = [], 0
+        while start < population:
+            members = torch.arange(start, min(population, start + self._chunk(n)))
+            start += len(members)
             self._members = members
             try:
                 outputs = self.model(x.repeat(len(members), *([1] * (x.dim() - 1))))
             finally:
                 self._members = None
+            if self._elements_per_example is None:
+                self._elements_per_example = math.ceil(self._largest_output / (len(members) * n))
             losses += [self.ctx.task.loss(outputs[j * n:(j + 1) * n].float(), batch) for j in range(len(members))]
         return torch.stack(losses).float()
 

@@ -90,6 +90,21 @@ def test_chunked_evaluation_equals_one_batched_forward() -> None:
     assert torch.allclose(whole._population_losses(batch), chunked._population_losses(batch), atol=1e-5)
 
 
+def test_cpu_sized_chunks_give_the_whole_populations_losses(monkeypatch) -> None:
+    """chunk 0 on a CPU splits the population so activations stay cache-sized; the losses (and
+    the member each belongs to) are those of one forward of the whole population."""
+    import methods.evolution as evolution
+
+    task = _lm()
+    batch = next(task.train_batches(8, torch.Generator().manual_seed(1)))
+    monkeypatch.setattr(evolution, "CPU_FORWARD_ELEMENTS", 3 * 8 * 16 * 128)  # 3 members: 8 x 16 tokens x 128 (MLP)
+    auto, whole = _setup(task, EvolutionConfig(population=8)), _setup(task, EvolutionConfig(population=8, chunk=8))
+    auto._seed = whole._seed = 5
+    losses = auto._population_losses(batch)
+    assert auto._chunk(batch.size) == 3  # after the first forward (one member) measured the activations
+    assert torch.allclose(losses, whole._population_losses(batch), atol=1e-5)
+
+
 def test_the_update_points_down_the_gradient() -> None:
     """With a large population the ES step has a clearly positive cosine with -grad of the batch loss."""
     task = _digits(hidden=(16,))
