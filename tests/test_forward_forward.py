@@ -108,13 +108,20 @@ def test_predict_scores_every_label_without_learning(tiny_suite) -> None:
     assert all(torch.equal(before[k], v) for k, v in method.model.state_dict().items())
 
 
+@pytest.mark.parametrize("labels_per_forward", [10, 3, 1])
 @pytest.mark.parametrize("model", ["mlp", "vit"])
-def test_batched_label_sweep_equals_the_per_label_loop(model: str, tiny_suite) -> None:
-    """All candidate labels in one forward give each label's own goodness, hence the same predictions."""
+def test_batched_label_sweep_equals_the_per_label_loop(model: str, labels_per_forward: int, tiny_suite,
+                                                       monkeypatch) -> None:
+    """Candidate labels batched into one forward (or groups) give each label's own goodness, hence
+    the same predictions."""
+    import methods.forward_forward as ff
+
     method, task = _method(_cell(tiny_suite, *(VIT if model == "vit" else [])))
+    inputs = _batch(task).inputs
+    stem_elements = method.model.stem(inputs).numel()
+    monkeypatch.setattr(ff, "CPU_SWEEP_ELEMENTS", labels_per_forward * stem_elements)
     for _ in range(3):  # trained a little, so the labels' scores differ
         method.step(_batch(task, 64))
-    inputs = _batch(task).inputs
     method.model.eval()
     with torch.no_grad():
         stem_out = method.model.stem(inputs)
