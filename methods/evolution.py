@@ -12,7 +12,7 @@ One step on a batch (population P, antithetic: P/2 noise draws, each used with +
   memory asks for it): a forward hook adds sigma * (x B_i) A_i^T / sqrt(r) to each perturbed
   Linear's output (and sigma * A_i[tokens] B_i^T / sqrt(r) to an Embedding's), so no member
   ever forms a full-rank noise matrix; the population costs P forwards of compute. Per layer
-  that is one batched GEMV x B (all members) and one batched GEMM of inner size r, accumulated
+  that is x B for all members (r dot products per row) and one batched GEMM of inner size r, accumulated
   into the layer's output in place (baddbmm), with the bias noise folded in as one more rank
   ([x B_i, 1] [A_i, bias_i]^T): no extra full-size pass over the activations;
 - fitness f = -task.loss(member's outputs, batch), z-scored across the population (or
@@ -90,13 +90,16 @@ from harness.registry import register_method
 from methods._forward_only import DTYPES, as_model_input, device_generator, draw_seed, mix
 
 # chunk 0 on a CPU: members per forward such that the largest perturbed layer's output holds at
-# most this many elements (8 MB in float32). A forward of the whole population makes
-# activations that leave the CPU's caches, and the copies, norms and GELUs between the
-# GEMMs then run at memory speed: on vision-vit's quick ViT (1,024 rows a member) the
-# population in one forward cost 1.5x backprop's CPU time per forward-equivalent, 4 to 16
-# members 1.1x (tests/bench/method_cost.py); its MLP keeps the whole population (0.5 MB).
+# most this many elements (2 MB in float32). A forward of the whole population makes
+# activations that leave the CPU's caches and, with glibc's default malloc, tensors whose
+# memory is handed back to the system after each forward and faulted in again on the next:
+# on vision-vit's quick ViT (196,608 elements a member in its qkv layer) the whole population
+# per forward cost 1.4-1.6x backprop's CPU time per forward-equivalent, 2-3 members 1.15-1.25x,
+# 4-10 members 1.0-1.1x in a process whose malloc thresholds had grown and 1.45-1.9x in a fresh
+# one (tests/bench/method_cost.py and one-off scripts, 2-core shared machine). So: 2 members
+# on that ViT; its MLP (16,384 a member) keeps the whole population of 32.
 # GPUs (and the meta device's memory estimates of them) get the whole population.
-CPU_FORWARD_ELEMENTS = 2**21
+CPU_FORWARD_ELEMENTS = 2**19
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,15 @@ class EvolutionConfig:
                              ("scale", ("row", "tensor")), ("rounding", ("stochastic", "nearest"))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+
+
+def _times_factor(x: Tensor, b: Tensor) -> Tensor:
+    """x B for every member, [c, N, in] x [c, in, r] -> [c, N, r]. On a CPU a batched GEMM with
+    a handful of output columns runs at about 1 GFLOP/s (4-7x slower than r dot products per
+    row, measured on vision-vit's layer shapes); elsewhere, or for a larger rank, bmm."""
+    if x.device.type != "cpu" or b.shape[-1] > 4:
+        return torch.bmm(x, b)
+    return torch.stack([torch.linalg.vecdot(x, b[:, None, :, j]) for j in range(b.shape[-1])], dim=-1)
 
 
 def shape_fitness(fitness: Tensor, how: str) -> Tensor:
@@ -248,7 +260,7 @@ class Evolution:
                 left = torch.gather(a, 1, x.reshape(c, -1, 1).expand(-1, -1, r))
                 right = b * scale
             else:  # x E_i^T = (x B_i) A_i^T, the bias noise as one more rank: [x B_i, 1] [A_i, bias_i]^T
-                left = torch.bmm(x.reshape(c, -1, x.shape[-1]).to(self.dtype), b)
+                left = _times_factor(x.reshape(c, -1, x.shape[-1]).to(self.dtype), b)
                 right = a * scale
                 if bias is not None:
                     left = torch.cat([left, left.new_ones(left.shape[:-1] + (1,))], dim=-1)
