@@ -9,12 +9,13 @@ One step on a batch (population P, antithetic: P/2 noise draws, each used with +
 - for every perturbed layer and pair i: A_i [out, r], B_i [in, r] ~ N(0, 1), drawn from a
   generator seeded by (step seed, layer); member i uses +sigma*E_i, member i + P/2 -sigma*E_i;
 - all members see the same batch in one batched forward (chunks of `chunk` members when
-  memory asks for it): a forward hook adds sigma * (x B_i) A_i^T / sqrt(r) to each perturbed
-  Linear's output (and sigma * A_i[tokens] B_i^T / sqrt(r) to an Embedding's), so no member
-  ever forms a full-rank noise matrix; the population costs P forwards of compute. Per layer
-  that is x B for all members (r dot products per row) and one batched GEMM of inner size r, accumulated
-  into the layer's output in place (baddbmm), with the bias noise folded in as one more rank
-  ([x B_i, 1] [A_i, bias_i]^T): no extra full-size pass over the activations;
+  memory asks for it; on a CPU, cache-sized chunks by default, see CPU_FORWARD_ELEMENTS):
+  a forward hook adds sigma * (x B_i) A_i^T / sqrt(r) to each perturbed Linear's output (and
+  sigma * A_i[tokens] B_i^T / sqrt(r) to an Embedding's), so no member ever forms a
+  full-rank noise matrix; the population costs P forwards of compute. Per layer that is x B
+  for all members and one batched GEMM of inner size r accumulated into the layer's output
+  in place (baddbmm), the bias noise folded in as one more rank ([x B_i, 1] [A_i, bias_i]^T):
+  no extra full-size pass over the activations;
 - fitness f = -task.loss(member's outputs, batch), z-scored across the population (or
   centred ranks in [-0.5, 0.5], `fitness: rank`);
 - update theta += lr * g with g = 1/(P sigma) sum_i f_i eps_i = 1/(P sigma sqrt r)

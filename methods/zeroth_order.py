@@ -28,8 +28,8 @@ trade of the paper's memory for time, for small models: drawing a Gaussian costs
 much as a weight's share of two forwards at batch 64 on a CPU (~9 ns a number on the 2-core
 test machine's one thread, against ~4.5 ns per weight for a batch-64 forward), so on
 vision-vit's quick MLP the four draws per perturbation, not the forwards, are most of a
-replayed step (tests/bench/method_cost.py: 2.1x backprop's CPU time per forward-equivalent
-replayed, 1.1x kept); on the ViT (1,024 activation rows per weight) it is 1.15x either way.
+replayed step (tests/bench/method_cost.py: 2.0-2.2x backprop's CPU time per forward-equivalent
+replayed, 1.1x kept); on the ViT (1,024 activation rows per weight) 1.2x replayed, 1.0x kept.
 
 Deviations from the paper (every one, with the reason):
 - Defaults are the paper's (lr 1e-6, eps 1e-3, n 1, constant lr, no weight decay): they are
