@@ -12,9 +12,16 @@ hits them alike); the table gives the median over rounds. Batches are drawn befo
 Columns: ms per step; forward-equivalents per step (the method's own `StepStats`); ms per
 forward-equivalent, and that relative to backprop's on the same task (the cost model says
 ~1.0), from wall time (what the harness records) and from the process's CPU time (less
-disturbed when other jobs share the cores); ms of one `task.evaluate(method.predict, "val")`; and `eval share`, the evaluation
-time a quick cell spends (a validation pass every `eval_every` steps, then test and the
-shifted test sets, each about test/val as long as a validation pass) over its training time.
+disturbed when other jobs share the cores); ms of one `task.evaluate(method.predict, "val")`;
+and `eval share`, the evaluation time a quick cell spends (a validation pass every
+`eval_every` steps, then test and the shifted test sets, each about test/val as long as a
+validation pass) over its training time.
+
+glibc's malloc hands large freed blocks back to the system and faults them in again on the
+next step; how often depends on the process's history, and it moves methods with large
+activations (evolution's population) by up to 1.5x. MALLOC_MMAP_THRESHOLD_=268435456
+MALLOC_TRIM_THRESHOLD_=268435456 in the environment takes it out (for a look at the
+algorithmic cost alone); the default is what a cell sees.
 
 Importable: `measure(task_label, methods, steps, repeats, warmup)` returns the rows.
 Reports only; it asserts nothing (timings on a shared machine are noise for a test).
