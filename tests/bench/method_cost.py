@@ -45,7 +45,7 @@ if __name__ == "__main__":  # run as a script: this checkout's code, not an inst
 from harness.config import resolve
 from harness.plan import plan
 from harness.registry import get_method
-from harness.runner import build_task, start_cell
+from harness.loops.common import build_task, start_cell
 
 METHODS = ("backprop", "evolution", "zeroth_order", "forward_forward")
 
