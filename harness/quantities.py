@@ -303,7 +303,13 @@ def resolution(quantity: Quantity, method: Sequence[Record], baseline: Sequence[
     pm = statistics.fmean(r.final_metric("test") or 0.0 for r in method if r.completed) if any(
         r.completed for r in method) else 0.0
     pb = statistics.fmean(r.final_metric("test") or 0.0 for r in baseline if r.completed)
-    q = min(pm, 1 - pb) + min(pb, 1 - pm)
-    shared = math.sqrt(max(q - (pm - pb) ** 2, 0.0) / n)
-    return 1 / n, shared, (f"accuracy on {n} test examples: step 1/{n}, test-set sampling sd {shared:.3g} "
+    step, shared = accuracy_resolution(pm, pb, n)
+    return step, shared, (f"accuracy on {n} test examples: step 1/{n}, test-set sampling sd {shared:.3g} "
                            "(largest given both accuracies), shared by every seed")
+
+
+def accuracy_resolution(pm: float, pb: float, n: int) -> tuple[float, float]:
+    """(step, shared sd) of a paired accuracy difference on one test set of `n` examples
+    (see `resolution`): 1/n, and the largest sampling sd given the two accuracies."""
+    q = min(pm, 1 - pb) + min(pb, 1 - pm)
+    return 1 / n, math.sqrt(max(q - (pm - pb) ** 2, 0.0) / n)

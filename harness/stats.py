@@ -257,18 +257,26 @@ def seeds_to_decide(evidence: Evidence, relation: Relation, alpha: float, log_sc
         return None
     variance = max(float(np.var(evidence.low, ddof=1)), float(np.var(evidence.high, ddof=1)),
                    float(values.var(ddof=1))) + evidence.step ** 2 / 4
-    for n in range(evidence.n + 1, MAX_SEEDS_TO_DECIDE + 1):
+
+    def powered(n: int) -> bool:
         se = math.sqrt(variance / n + evidence.shared_sd ** 2)
         if se == 0:
-            return n
+            return True
         critical = float(scipy_stats.t.ppf(1 - alpha, n - 1))
-        if float(scipy_stats.nct.sf(critical, n - 1, distance / se)) >= power:
-            return n
-    return None
+        return float(scipy_stats.nct.sf(critical, n - 1, distance / se)) >= power
+
+    # power grows with n (the t quantile shrinks, the standard error too): the smallest n by bisection
+    low, high = evidence.n, MAX_SEEDS_TO_DECIDE
+    if not powered(high):
+        return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if powered(middle) else (middle, high)
+    return high
 
 
 def decide(evidence: Evidence, relation: Relation, look: int = 1, log_scale: bool = False,
-           total_alpha: float = ALPHA) -> Verdict:
+           total_alpha: float = ALPHA, plan_seeds: bool = True) -> Verdict:
     """The verdict of look `look` on per-seed `evidence` (log ratios when `log_scale`)."""
     if evidence.n < MIN_SEEDS:
         raise ValueError(f"{evidence.n} seeds: a verdict needs at least {MIN_SEEDS} (set `seeds: {MIN_SEEDS}` or more)")
@@ -288,7 +296,8 @@ def decide(evidence: Evidence, relation: Relation, look: int = 1, log_scale: boo
     at = f" (look {look}: one-sided alpha {alpha:.4g} of the {100 * total_alpha:g}% budget)"
 
     def verdict(name: str, why: str, need: bool = False) -> Verdict:
-        needed = seeds_to_decide(evidence, relation, look_alpha(look + 1, total_alpha), log_scale) if need else None
+        needed = (seeds_to_decide(evidence, relation, look_alpha(look + 1, total_alpha), log_scale)
+                  if need and plan_seeds else None)
         return Verdict(name, interval, why + at, needed, alpha, look)
 
     if relation.op == "within":
