@@ -6,9 +6,28 @@ the expected relation (`>= 4`, `<= 1`, `within 0.01`). `verify` plans the cells,
 only those the store lacks, computes per-seed values and the verdict (harness/stats.py),
 and writes `<results>/claims/<id>.json`.
 
+Nothing but the claim file decides what is compared:
+- `overrides:` in the file and `key=value` on the command line may set only what cannot
+  change the comparison's meaning (SAFE_OVERRIDES: threads, device, results_dir, data_dir,
+  launcher.*, meter.*); anything else is refused, naming the key. A claim file's
+  `overrides: {profile: NAME}` is the older spelling of its `profile:` field (part of the
+  claim, hashed with it); the command line cannot set it.
+- After planning, every cell is checked against the claim: suite, task, method, the
+  claim's config, budget and seed.
+- The verdict file holds its provenance (the claim file's sha256, the resolved configs of
+  both sides, budget, seeds, overrides, the run id and content hash of every record used,
+  the harness commit); `staleness` says when the claim file or a record changed since.
+- The error budget, the looks at the data and the intervals are harness/stats.py's; the
+  seeds seen at each look are kept in the verdict file (`looks`) so that adding seeds
+  later is spent from the same 5%.
+
 The strong-baseline rule:
-- `baseline.tune_lr: [...]` sweeps the baseline's learning rate on the first seed under
-  the same budget and keeps the best *validation* metric; all seeds then use it.
+- `baseline.tune_lr: [...]` sweeps the baseline's learning rate on TUNING_SEED, a seed
+  the comparison never uses, under the same budget, and keeps the best *validation*
+  metric; every compared seed then uses it.
+- a baseline that diverges is not a strong baseline: the claim is not comparable until
+  it is tuned. A method that diverges is counted as the worst outcome for it, named in
+  the verdict ("diverged in k of n seeds"), so it can be refuted.
 - memory quantities are also held against the baseline's declared `memory_variants`
   (harness/interface.py; backprop: activation checkpointing, bf16 autocast and both);
   the baseline is the variant with the least memory. The
@@ -19,6 +38,8 @@ The strong-baseline rule:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import math
 import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,16 +52,20 @@ import yaml
 from harness import registry
 from harness.config import SUITES_DIR, ConfigError, build_dataclass, resolve_overrides, suite_path
 from harness.energy import EnergyMeter
+from harness.environment import git_commit
 from harness.interface import memory_variants
 from harness.launch import LauncherConfig, RecordCallback, launch, split_by_store
 from harness.plan import Cell, plan, resolve_device
-from harness.quantities import QUANTITIES, Missing, per_seed
+from harness.quantities import QUANTITIES, Missing, Quantity, per_seed, resolution
 from harness.loops.common import ProgressCallback
-from harness.stats import Relation, bootstrap_interval, decide
-from harness.store import Store
+from harness.record import Record
+from harness.stats import ALPHA, MIN_SEEDS, POWER, Evidence, Relation, bootstrap_interval, boundaries, decide
+from harness.store import Store, canonical_json
 
 CLAIMS_DIR = SUITES_DIR / "claims"
 MEMORY_STEPS = 5
+TUNING_SEED = 10_000  # the baseline's learning rate is chosen on a seed no comparison uses
+SAFE_OVERRIDES = ("threads", "device", "results_dir", "data_dir", "launcher", "meter")
 
 
 @dataclass(frozen=True)
@@ -67,7 +92,8 @@ class Claim:
     budget: dict[str, float] | None = None
     target: float | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
-    confidence: float = 0.95
+    profile: str | None = None  # a profile of the suite (part of the claim, unlike overrides)
+    confidence: float | None = None  # older files: accepted only when it does not loosen ALPHA
     notes: str = ""
 
     def __post_init__(self) -> None:
@@ -80,10 +106,47 @@ class Claim:
             raise ValueError(f"quantity {self.quantity} compares with a baseline: add `baseline: {{name: ...}}`")
         if quantity.needs_target and self.target is None:
             raise ValueError(f"quantity {self.quantity} needs `target:` (the validation metric to reach)")
-        if self.seeds < 2:
-            raise ValueError(f"seeds must be >= 2 for an interval, got {self.seeds}")
-        if not 0.5 < self.confidence < 1:
-            raise ValueError(f"confidence must be in (0.5, 1), got {self.confidence}")
+        if QUANTITIES[self.quantity].kind == "ratio":
+            boundaries(Relation.parse(self.relation), log_scale=True)  # a ratio's bound must be positive
+        if self.seeds < MIN_SEEDS:
+            raise ValueError(f"seeds: {self.seeds} is too few: a verdict needs at least {MIN_SEEDS} seeds (with 2, the "
+                             f"t quantile is 12.7 and the spread rests on one difference); set `seeds: {MIN_SEEDS}`")
+        if self.confidence is not None and not (1 - ALPHA <= self.confidence < 1):
+            raise ValueError(f"confidence: {self.confidence} would loosen the fixed {100 * ALPHA:g}% false-support rate "
+                             f"that every claim shares; remove the key (or give a value from {1 - ALPHA:g} up to "
+                             "below 1, which only tightens it)")
+        profile = self.overrides.get("profile")
+        if profile is not None and self.profile is not None and profile != self.profile:
+            raise ValueError(f"profile {self.profile!r} and overrides.profile {profile!r} disagree: keep one")
+        check_overrides(self.overrides.items(), "overrides", allow_profile=True)
+
+    @property
+    def suite_profile(self) -> str | None:
+        return self.profile if self.profile is not None else self.overrides.get("profile")
+
+    @property
+    def alpha(self) -> float:
+        """The claim's total false-support rate: ALPHA, or less when `confidence` tightens it."""
+        return ALPHA if self.confidence is None else min(ALPHA, 1 - self.confidence)
+
+    def design(self) -> dict[str, Any]:
+        """What the claim compares and how, without the seed count: a change here is a new claim."""
+        return {"method": dataclasses.asdict(self.method),
+                "baseline": None if self.baseline is None else dataclasses.asdict(self.baseline),
+                "suite": self.suite, "task": self.task, "quantity": self.quantity, "relation": self.relation,
+                "budget": self.budget, "target": self.target, "profile": self.suite_profile}
+
+
+def check_overrides(pairs: Any, where: str, allow_profile: bool = False) -> None:
+    """Refuse any override that could change what is compared, naming the key."""
+    for key, _ in pairs:
+        head = str(key).split(".")[0]
+        if head in SAFE_OVERRIDES or (allow_profile and key == "profile"):
+            continue
+        allowed = ", ".join(f"{k}.*" if k in ("launcher", "meter") else k for k in SAFE_OVERRIDES)
+        raise ConfigError(f"{where}: {key} cannot be overridden for a claim: it could change what is compared. "
+                          f"Only {allowed} may be set; put method, baseline, seeds, budget or profile in the "
+                          "claim file itself (its hash is in the verdict).")
 
 
 # ------------------------------------------------------------------------------ files
@@ -127,8 +190,8 @@ relation: "within 0.01"                       # '>= X', '<= X' or 'within M' (eq
 seeds: 3
 budget: {{examples: 275000}}                    # null: the suite's budget
 target: null                                  # validation metric to reach, for *-to-target quantities
-overrides: {{}}                                 # extra suite keys, e.g. {{profile: quick}}
-confidence: 0.95
+profile: null                                 # a profile of the suite, e.g. quick
+overrides: {{}}                                 # only threads, device, results_dir, data_dir, launcher.*, meter.*
 notes: "How the words were mapped to this test, and what it does not cover."
 """
 
@@ -139,6 +202,14 @@ def new_claim(claim_id: str, claims_dir: Path = CLAIMS_DIR) -> Path:
         raise ConfigError(f"claim {claim_id!r} already exists at {path}; edit it or choose another id.")
     path.write_text(TEMPLATE.format(id=claim_id, quantities=" | ".join(QUANTITIES)))
     return path
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def record_sha256(record: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(record).encode("utf-8")).hexdigest()
 
 
 # ------------------------------------------------------------------------- planning
@@ -170,8 +241,11 @@ def _check_prerequisites(claim: Claim, device: str) -> None:
 
 def _cells(claim: Claim, side: Side, config: dict[str, Any], seeds: list[int],
            extra: list[tuple[str, Any]]) -> list[Cell]:
+    """The claim's cells of one side; each checked to be exactly what the claim says."""
     pairs: list[tuple[str, Any]] = [("suite", claim.suite), ("method", [side.name]), ("seeds", seeds)]
-    pairs += list(claim.overrides.items())
+    if claim.suite_profile is not None:
+        pairs.append(("profile", claim.suite_profile))
+    pairs += [(k, v) for k, v in claim.overrides.items() if k != "profile"]
     if claim.budget:
         pairs += [(f"budget.{kind}", value) for kind, value in claim.budget.items()]
     pairs += [(f"method.{side.name}.{key}", value) for key, value in config.items()]
@@ -179,12 +253,38 @@ def _cells(claim: Claim, side: Side, config: dict[str, Any], seeds: list[int],
     cells = [c for c in plan(resolve_overrides(pairs)) if c.task.label == claim.task]
     if not cells:
         raise ConfigError(f"claim {claim.id}: suite {claim.suite} has no task labelled {claim.task!r}.")
+    budget = dict(extra).get("budget.steps") if any(k == "budget.steps" for k, _ in extra) else None
+    for cell in cells:
+        _check_cell(claim, side, config, seeds, cell, budget)
     return cells
+
+
+def _check_cell(claim: Claim, side: Side, config: dict[str, Any], seeds: list[int], cell: Cell,
+                memory_steps: int | None) -> None:
+    """Assert a planned cell is the claim's: a mismatch is a harness bug, never a verdict."""
+    resolved = dataclasses.asdict(cell.method.config)
+    problems = []
+    if cell.suite != claim.suite or cell.task.label != claim.task:
+        problems.append(f"suite/task {cell.suite}/{cell.task.label}")
+    if cell.method.name != side.name:
+        problems.append(f"method {cell.method.name}")
+    problems += [f"{side.name}.{k} = {resolved.get(k)!r}, not {v!r}" for k, v in config.items() if resolved.get(k) != v]
+    if cell.seed not in seeds:
+        problems.append(f"seed {cell.seed}")
+    wanted = {"steps": memory_steps} if memory_steps is not None else claim.budget
+    if wanted and {cell.budget.kind: cell.budget.value} != {k: float(v) for k, v in wanted.items()}:
+        problems.append(f"budget {cell.budget.kind} {cell.budget.value:g}")
+    if problems:
+        raise ConfigError(f"claim {claim.id}: a planned cell is not the claim's ({'; '.join(problems)}); "
+                          "refusing to verify it on other cells.")
 
 
 @dataclass
 class ClaimCells:
-    """Runs the cells a claim needs through the store (resume: recorded cells are reused)."""
+    """Runs the cells a claim needs through the store (resume: recorded cells are reused).
+
+    `extra` is the command line's key=value list: only SAFE_OVERRIDES (checked here).
+    """
 
     store: Store
     extra: list[tuple[str, Any]]
@@ -192,36 +292,45 @@ class ClaimCells:
     on_record: RecordCallback | None = None
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     ran: int = 0
+    used: list[dict[str, Any]] = field(default_factory=list)  # provenance of the cells read since `reset`
 
-    def records(self, cells: list[Cell]) -> dict[int, dict[str, Any]]:
+    def __post_init__(self) -> None:
+        check_overrides(self.extra, "command line")
+
+    def records(self, cells: list[Cell], role: str) -> dict[int, Record | None]:
         todo = split_by_store(cells, self.store).todo
         if todo:
             outcomes = launch(todo, self.store.root, self.launcher, self.on_progress, self.on_record)
             self.ran += outcomes["ran"]
-        loaded = {c.seed: self.store.load(c.suite, c.run_id) for c in cells}
-        return {seed: None if record is None else record.to_dict() for seed, record in loaded.items()}
+        out: dict[int, Record | None] = {}
+        for cell in cells:
+            record = self.store.load(cell.suite, cell.run_id)  # checked on read; a bad one is set aside
+            self.used.append({"role": role, "seed": cell.seed, "suite": cell.suite, "run_id": cell.run_id,
+                              "method": cell.method.name, "status": None if record is None else record.status,
+                              "record_sha256": None if record is None else record_sha256(record.to_dict())})
+            out[cell.seed] = record
+        return out
 
 
-def _incomplete(records: dict[int, dict[str, Any]], who: str) -> str | None:
-    bad = {seed: r for seed, r in records.items() if r is None or r.get("status") != "completed"}
+def _incomplete(records: dict[int, Record | None], who: str, allow_diverged: bool) -> str | None:
+    bad = {seed: r for seed, r in records.items()
+           if r is None or not (r.completed or (allow_diverged and r.status == "diverged"))}
     if not bad:
         return None
-    detail = "; ".join(f"seed {s}: {r.get('status') if r else 'missing'} ({(r or {}).get('error')})"
-                       for s, r in bad.items())
+    detail = "; ".join(f"seed {s}: {r.status if r else 'missing'} ({r.error if r else None})" for s, r in bad.items())
     return f"{who} did not complete every seed: {detail}"
 
 
-def _val(record: dict[str, Any]) -> float:
-    return float(record["final"]["val"][record["final"]["metric"]])
-
-
-def _val_score(record: dict[str, Any]) -> float:
+def _val_score(record: Record) -> float:
     """The validation metric oriented so that larger is better (bits per byte is lower-is-better)."""
-    return _val(record) if record["final"].get("higher_is_better", True) else -_val(record)
+    value = record.final_metric("val")
+    if value is None or not math.isfinite(value):
+        return -math.inf
+    return value if record.higher_is_better else -value
 
 
-def _tuned_baseline(claim: Claim, runner: ClaimCells, seeds: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The baseline config with the learning rate that won the validation sweep."""
+def _tuned_baseline(claim: Claim, runner: ClaimCells) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The baseline config with the learning rate that won the validation sweep on TUNING_SEED."""
     side = claim.baseline
     assert side is not None
     if not side.tune_lr:
@@ -229,11 +338,13 @@ def _tuned_baseline(claim: Claim, runner: ClaimCells, seeds: list[int]) -> tuple
     sweep = []
     for lr in side.tune_lr:
         config = {**side.config, "lr": lr}
-        record = runner.records(_cells(claim, side, config, seeds[:1], runner.extra))[seeds[0]]
-        if problem := _incomplete({seeds[0]: record}, f"baseline sweep lr={lr}"):
-            sweep.append({"lr": lr, "val": None, "status": problem})
+        record = runner.records(_cells(claim, side, config, [TUNING_SEED], runner.extra), "tuning")[TUNING_SEED]
+        if problem := _incomplete({TUNING_SEED: record}, f"baseline sweep lr={lr}", allow_diverged=False):
+            sweep.append({"lr": lr, "seed": TUNING_SEED, "val": None, "status": problem})
             continue
-        sweep.append({"lr": lr, "val": _val(record), "score": _val_score(record), "status": "completed"})
+        assert record is not None
+        sweep.append({"lr": lr, "seed": TUNING_SEED, "val": record.final_metric("val"), "score": _val_score(record),
+                      "status": "completed"})
     finished = [s for s in sweep if s["val"] is not None]
     if not finished:
         raise NotComparable(f"every learning rate of the baseline sweep failed: {sweep}")
@@ -244,82 +355,174 @@ def _tuned_baseline(claim: Claim, runner: ClaimCells, seeds: list[int]) -> tuple
 # ------------------------------------------------------------------------- verdicts
 
 
-def verify(claim: Claim, runner: ClaimCells) -> dict[str, Any]:
-    """Run what the claim needs and return its verdict document (also written to the store)."""
+def _finite(x: float | None) -> float | None:
+    """JSON holds no infinities: an unbounded end is written as null (the reason says why)."""
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _looks(claim: Claim, previous: Any, n: int) -> tuple[int, dict[str, list[int]]]:
+    """(this look's number, the seed counts looked at per claim design, this one included).
+
+    A look is a verification with a seed count not seen before for the same design; the
+    k-th distinct count is decided at alpha / 2**k (harness/stats.py). Verifying again with
+    a count already seen reuses the latest look number, which is never looser.
+    """
+    key = hashlib.sha256(canonical_json(claim.design()).encode()).hexdigest()[:16]
+    history: dict[str, list[int]] = {}
+    if isinstance(previous, dict) and isinstance(previous.get("looks"), dict):
+        history = {str(k): [int(x) for x in v] for k, v in previous["looks"].items() if isinstance(v, list)}
+    seen = history.setdefault(key, [])
+    if n not in seen:
+        seen.append(n)
+    return len(seen), history
+
+
+def verify(claim: Claim, runner: ClaimCells, claim_path: Path | None = None) -> dict[str, Any]:
+    """Run what the claim needs and return its verdict document (write it with `write_verdict`)."""
     quantity = QUANTITIES[claim.quantity]
     relation = Relation.parse(claim.relation)
     seeds = list(range(claim.seeds))
+    runner.used = []
+    path = claim_path if claim_path is not None else CLAIMS_DIR / f"{claim.id}.yaml"
     document: dict[str, Any] = {
         "claim": claim.id, "statement": claim.statement, "source": claim.source, "quantity": claim.quantity,
-        "quantity_description": quantity.description, "relation": str(relation), "confidence": claim.confidence,
-        "method": dataclasses.asdict(claim.method), "suite": claim.suite, "task": claim.task,
-        "estimate": None, "interval": None, "per_seed": [], "baseline_used": None, "baseline_sweep": [],
-        "seeds_to_decide": None, "verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "quantity_description": quantity.description, "relation": str(relation), "confidence": None,
+        "alpha_total": claim.alpha, "method": dataclasses.asdict(claim.method), "suite": claim.suite,
+        "task": claim.task, "estimate": None, "interval": None, "per_seed": [], "baseline_used": None,
+        "baseline_sweep": [], "seeds_to_decide": None,
+        "verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "provenance": {
+            "claim_file": str(path), "claim_sha256": file_sha256(path) if path.is_file() else None,
+            "harness_commit": git_commit(), "design": claim.design(), "seeds": seeds, "tuning_seed": TUNING_SEED,
+            "budget": claim.budget, "profile": claim.suite_profile,
+            "overrides": {"claim": dict(claim.overrides), "command_line": dict(runner.extra)},
+            "method": None, "baseline": None, "cells": runner.used,
+        },
     }
     try:
         device = resolve_device(str(dict(runner.extra).get("device", "auto")))
         _check_prerequisites(claim, device)
         memory = claim.quantity.startswith("memory")
         extra = runner.extra + ([("budget.steps", MEMORY_STEPS)] if memory else [])
-        method = runner.records(_cells(claim, claim.method, claim.method.config, seeds, extra))
-        if problem := _incomplete(method, f"method {claim.method.name}"):
+        method_cells = _cells(claim, claim.method, claim.method.config, seeds, extra)
+        document["provenance"]["method"] = _resolved(method_cells[0], claim.method.config)
+        method = runner.records(method_cells, "method")
+        if problem := _incomplete(method, f"method {claim.method.name}", allow_diverged=True):
             raise NotComparable(problem)
-        baseline: dict[int, dict[str, Any]] = {}
+        baseline: dict[int, Record | None] = {}
         if claim.baseline is not None:
             # the learning rate changes no memory figure: memory claims skip the sweep
             config, document["baseline_sweep"] = ((dict(claim.baseline.config), []) if memory
-                                                  else _tuned_baseline(claim, runner, seeds))
+                                                  else _tuned_baseline(claim, runner))
             variants = memory_variants(registry.get_method(claim.baseline.name)) if memory else ({},)
             candidates = []
             for variant in variants:
-                records = runner.records(_cells(claim, claim.baseline, {**config, **variant}, seeds, extra))
-                if problem := _incomplete(records, f"baseline {claim.baseline.name} {variant or ''}"):
-                    raise NotComparable(problem)
-                candidates.append(({**config, **variant}, records))
+                cells = _cells(claim, claim.baseline, {**config, **variant}, seeds, extra)
+                records = runner.records(cells, "baseline")
+                if problem := _incomplete(records, f"baseline {claim.baseline.name} {variant or ''}",
+                                          allow_diverged=False):
+                    diverged = [s for s, r in records.items() if r is not None and r.status == "diverged"]
+                    raise NotComparable(problem + (f". The baseline diverged in {len(diverged)} of {len(seeds)} "
+                                                   "seeds: it is not a strong baseline; tune it (tune_lr) or "
+                                                   "change its config" if diverged else ""))
+                candidates.append(({**config, **variant}, records, cells[0]))
             # the leanest baseline variant by the claim's own measure of memory
-            key = (lambda c: statistics.fmean(quantity.read(r, claim.target) for r in c[1].values()))
+            key = (lambda c: statistics.fmean(quantity.read(r, claim.target).value for r in c[1].values()))
             chosen = min(candidates, key=key) if memory else candidates[0]
             document["baseline_used"] = {"name": claim.baseline.name, "config": chosen[0],
                                          "variants_tried": [c[0] for c in candidates]}
+            document["provenance"]["baseline"] = _resolved(chosen[2], chosen[0])
             baseline = chosen[1]
         rows = per_seed(quantity, method, baseline, claim.target)
+        step, shared, note = resolution(quantity, [r for r in method.values() if r],
+                                        [r for r in baseline.values() if r])
     except (NotComparable, Missing) as exc:
         document.update(verdict="not comparable", reason=str(exc))
         return document
-    document["per_seed"] = rows
-    document.update(_verdict(rows, quantity.kind, relation, claim.confidence))
+    look, history = _looks(claim, runner.store.read_verdicts().get(claim.id), len(rows))
+    document["looks"] = history
+    document["per_seed"] = [{k: (_finite(v) if isinstance(v, float) else v) for k, v in row.items()} for row in rows]
+    document.update(_verdict(rows, quantity, relation, look, claim.alpha, step, shared, note))
     return document
 
 
-def _verdict(rows: list[dict[str, Any]], kind: str, relation: Relation, confidence: float) -> dict[str, Any]:
-    values = [r["value"] for r in rows]
-    if kind == "ratio":
-        result = decide([r["baseline"] for r in rows], relation, confidence, log_scale=True,
-                        baseline=[r["method"] for r in rows])
-    else:
-        result = decide(values, relation, confidence)
+def _resolved(cell: Cell, config: dict[str, Any]) -> dict[str, Any]:
+    return {"name": cell.method.name, "config": dataclasses.asdict(cell.method.config), "set": dict(config),
+            "budget": {cell.budget.kind: cell.budget.value}, "task": dataclasses.asdict(cell.task.config)}
+
+
+def _log(x: float) -> float:
+    return -math.inf if x == 0 else math.log(x)
+
+
+def _verdict(rows: list[dict[str, Any]], quantity: Quantity, relation: Relation, look: int, total_alpha: float,
+             step: float = 0.0, shared: float = 0.0, note: str = "") -> dict[str, Any]:
+    """The verdict of per-seed rows (value, low, high: see harness/quantities.py)."""
+    ratio = quantity.kind == "ratio"
+    for row in rows:
+        for name in ("value", "low", "high"):
+            x = row.get(name, row["value"])
+            if x is None or (isinstance(x, float) and math.isnan(x)):
+                return {"verdict": "not comparable",
+                        "reason": f"seed {row['seed']}: the {name} of {quantity.name} is {x}, not a number"}
+    scale = _log if ratio else float
+    evidence = Evidence(tuple(scale(r.get("low", r["value"])) for r in rows),
+                        tuple(scale(r.get("high", r["value"])) for r in rows),
+                        tuple(scale(r["value"]) for r in rows), step if not ratio else 0.0, shared if not ratio else 0.0)
+    try:
+        result = decide(evidence, relation, look=look, log_scale=ratio, total_alpha=total_alpha)
+    except ValueError as exc:
+        return {"verdict": "not comparable", "reason": str(exc)}
+    notes = []
+    diverged = [r["seed"] for r in rows if r.get("method_diverged")]
+    if diverged:
+        notes.append(f"the method diverged in {len(diverged)} of {len(rows)} seeds ({diverged}), each counted as "
+                     "its worst outcome")
+    for side in ("method", "baseline"):
+        short = [r["seed"] for r in rows if r.get(f"{side}_reached") is False and not r.get(f"{side}_diverged")]
+        if short:
+            notes.append(f"the {side} never reached the target in seeds {short}: its cost there is a lower bound "
+                         "(raise the budget to pin it down)")
+    if note:
+        notes.append(note)
     interval = result.interval
-    verdict, reason = result.verdict, result.reason
-    # a side that never reached the target contributes a bound, not a value: a verdict that
-    # the bound could have produced on its own is not trusted
-    method_short = [r["seed"] for r in rows if r.get("method_reached") is False]
-    baseline_short = [r["seed"] for r in rows if r.get("baseline_reached") is False]
-    if verdict == "supported" and method_short:
-        verdict, reason = "inconclusive", (f"the method never reached the target in seeds {method_short}, so its "
-                                           "figures are bounds that flatter it; raise the budget")
-    if verdict == "refuted" and baseline_short:
-        verdict, reason = "inconclusive", (f"the baseline never reached the target in seeds {baseline_short}, so "
-                                           "its figures are bounds that flatter it; raise the budget")
-    boot = bootstrap_interval(values, confidence=confidence) if len(values) > 1 else None
+    finite = [v for v in evidence.value if math.isfinite(v)]
+    boot = bootstrap_interval(finite, confidence=interval.confidence) if len(finite) == len(rows) else None
+    if boot is not None and ratio:
+        boot = dataclasses.replace(boot, estimate=math.exp(boot.estimate), low=math.exp(boot.low),
+                                   high=math.exp(boot.high))
     return {
-        "verdict": verdict, "reason": reason,
-        "estimate": interval.estimate if interval else None,
-        "interval": [interval.low, interval.high] if interval else None,
-        "interval_method": interval.method if interval else None,
+        "verdict": result.verdict, "reason": "; ".join([result.reason, *notes]),
+        "estimate": _finite(interval.estimate),
+        "interval": [_finite(interval.low), _finite(interval.high)],
+        "confidence": interval.confidence, "alpha": result.alpha, "look": result.look,
+        "interval_method": interval.method,
         "bootstrap_interval": [boot.low, boot.high] if boot else None,
-        "seeds_to_decide": result.seeds_to_decide,
+        "seeds_to_decide": result.seeds_to_decide, "seeds_to_decide_power": POWER,
+        "diverged": {"seeds": diverged, "of": len(rows)},
     }
 
 
 def write_verdict(store: Store, document: dict[str, Any]) -> Path:
     return store.write_verdict(document["claim"], document)
+
+
+def staleness(document: Any, claim_path: Path, store: Store) -> str | None:
+    """Why a verdict no longer speaks for its claim (the file or a record behind it changed), or None."""
+    if not isinstance(document, dict):
+        return None
+    provenance = document.get("provenance")
+    if not isinstance(provenance, dict) or not provenance.get("claim_sha256"):
+        return "written before verdicts held their provenance: verify again"
+    if not claim_path.is_file():
+        return f"the claim file {claim_path} is gone"
+    if file_sha256(claim_path) != provenance["claim_sha256"]:
+        return "the claim file changed since"
+    for cell in provenance.get("cells") or []:
+        try:
+            raw = store.load(cell["suite"], cell["run_id"])
+        except (KeyError, ValueError):
+            return "the verdict names a cell that is not a record"
+        if raw is None or record_sha256(raw) != cell.get("record_sha256"):
+            return f"the record of {cell.get('role')} seed {cell.get('seed')} ({cell.get('run_id')}) changed or is gone"
+    return None

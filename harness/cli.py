@@ -3,7 +3,7 @@
     bench run suite=vision-vit [key=value ...] [--dry-run]
     bench sweep suite=vision-vit method=[backprop,forward_forward] method.lr=[1e-3,3e-4] launcher.kind=ray
     bench status suite=vision-vit [key=value ...]
-    bench claims list | new ID | verify ID|all [key=value ...]
+    bench claims list | new ID | verify ID|all [key=value ...] | calibrate [sims=N] [seed=S]
     bench report SUITE|claims [results_dir=DIR] [reports_dir=DIR]
     bench list methods|tasks|suites
     bench env
@@ -207,6 +207,8 @@ def cmd_claims(args: argparse.Namespace) -> int:
         if args.action == "list":
             overrides = parse_overrides([a for a in args.ids if "=" in a])
             return _claims_list(claims_mod, claims_dir, directory_of("results_dir", args.results_dir, overrides, "results"))
+        if args.action == "calibrate":
+            return _claims_calibrate(parse_overrides(args.ids))
         if not args.ids:
             return _fail(f"bench claims {args.action} needs a claim id{' or all' if args.action == 'verify' else ''}.")
         if args.action == "new":
@@ -216,7 +218,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
         ids, extra = [a for a in args.ids if "=" not in a], parse_overrides([a for a in args.ids if "=" in a])
         paths = claims_mod.claim_paths(claims_dir) if ids == ["all"] else [claims_mod.find_claim(i, claims_dir)
                                                                              for i in ids]
-        claims = [claims_mod.load_claim(p) for p in paths]
+        claims = [(claims_mod.load_claim(p), p) for p in paths]
     except ConfigError as exc:
         return _fail(str(exc))
     try:
@@ -228,12 +230,15 @@ def cmd_claims(args: argparse.Namespace) -> int:
     except StoreError as exc:
         return _fail(str(exc))
     display = _Display(None)
-    runner = claims_mod.ClaimCells(store, extra, display.on_progress, display.on_record)
+    try:
+        runner = claims_mod.ClaimCells(store, extra, display.on_progress, display.on_record)
+    except ConfigError as exc:
+        return _fail(str(exc))
     verdicts = []
     with display.progress:
-        for claim in claims:
+        for claim, path in claims:
             try:
-                document = claims_mod.verify(claim, runner)
+                document = claims_mod.verify(claim, runner, path)
             except ConfigError as exc:
                 return _fail(f"claim {claim.id}: {exc}")
             claims_mod.write_verdict(store, document)
@@ -254,30 +259,65 @@ def _print_verdict(document: dict[str, Any]) -> None:
     console.print(f"{document['quantity']} {document['relation']}: {document['reason']}", highlight=False,
                   markup=False)
     if document["interval"]:
-        low, high = document["interval"]
-        console.print(f"estimate {document['estimate']:.4g}, {100 * document['confidence']:.0f}% interval "
-                      f"[{low:.4g}, {high:.4g}] ({document['interval_method']})"
-                      + (f"; about {document['seeds_to_decide']} seeds would decide it"
+        low, high = (("-inf" if i == 0 else "inf") if x is None else f"{x:.4g}"
+                     for i, x in enumerate(document["interval"]))
+        estimate = "unbounded" if document["estimate"] is None else f"{document['estimate']:.4g}"
+        console.print(f"estimate {estimate}, {100 * document['confidence']:.4g}% interval "
+                      f"[{low}, {high}] ({document['interval_method']}; look {document.get('look')})"
+                      + (f"; about {document['seeds_to_decide']} seeds would decide it at "
+                         f"{100 * document.get('seeds_to_decide_power', 0.8):.0f}% power"
                          if document.get("seeds_to_decide") else ""), highlight=False)
+
+    def show(x: Any) -> str:
+        return "unbounded" if x is None else f"{x:.6g}"
+
     for row in document["per_seed"]:
-        base = "" if row.get("baseline") is None else f", baseline {row['baseline']:.6g}"
-        console.print(f"  seed {row['seed']}: method {row['method']:.6g}{base} -> {row['value']:.6g}", highlight=False)
+        base = "" if row.get("baseline") is None else f", baseline {show(row['baseline'])}"
+        span = (f" in [{show(row.get('low'))}, {show(row.get('high'))}]"
+                if row.get("low", row["value"]) != row["value"] or row.get("high", row["value"]) != row["value"] else "")
+        console.print(f"  seed {row['seed']}: method {show(row['method'])}{base} -> {show(row['value'])}{span}"
+                      + (" (diverged)" if row.get("method_diverged") else ""), highlight=False)
 
 
 def _claims_list(claims_mod: Any, claims_dir: Path, results_dir: Path) -> int:
     table = Table(title=f"claims in {claims_dir}")
     for column in ("id", "quantity", "relation", "method vs baseline", "suite/task", "last verdict"):
         table.add_column(column)
-    verdicts = Store(results_dir).read_verdicts()
+    store = Store(results_dir)
+    verdicts = store.read_verdicts()
     for path in claims_mod.claim_paths(claims_dir):
         claim = claims_mod.load_claim(path)
         document = verdicts.get(claim.id)
         last = ("not verified" if document is None else document.get("verdict", "unreadable")
                 if isinstance(document, dict) else "unreadable: verify again")
+        stale = claims_mod.staleness(document, path, store)
+        if stale:
+            last += f" (stale: {stale})"
         versus = claim.method.name + (f" vs {claim.baseline.name}" if claim.baseline else "")
         table.add_row(claim.id, claim.quantity, claim.relation, versus, f"{claim.suite}/{claim.task}", last)
     console.print(table)
     return 0
+
+
+def _claims_calibrate(overrides: list[tuple[str, Any]]) -> int:
+    """`bench claims calibrate [sims=N] [seed=S]`: false-support rates of simulated false claims."""
+    from harness import calibrate
+
+    options = dict(overrides)
+    unknown = sorted(set(options) - {"sims", "seed"})
+    if unknown:
+        return _fail(f"bench claims calibrate takes sims=N and seed=S, not {', '.join(unknown)}.")
+    sims, seed = int(options.get("sims", 20_000)), int(options.get("seed", 0))
+    rows = calibrate.table(sims, seed)
+    table = Table(title=f"false support of claims that are false at their boundary ({sims} simulations each)")
+    for column in ("scenario", "seeds", "false support", "MC error (1 sd)", "<= 5%"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.scenario, row.seeds, f"{row.rate:.2%}", f"{row.mc_error:.2%}",
+                      "yes" if row.rate <= 0.05 else "NO")
+    console.print(table)
+    console.print(calibrate.markdown(rows, sims, seed), markup=False, highlight=False)
+    return 0 if all(row.rate <= 0.05 for row in rows) else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -358,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     lst.add_argument("what", choices=("methods", "tasks", "suites"))
     lst.set_defaults(func=cmd_list)
     claims = sub.add_parser("claims", help="list, create and verify claims: bench claims verify all")
-    claims.add_argument("action", choices=("list", "new", "verify"))
+    claims.add_argument("action", choices=("list", "new", "verify", "calibrate"))
     claims.add_argument("ids", nargs="*", metavar="ID|all|key=value",
                         help="claim ids (or all), then suite overrides such as threads=1 device=cpu")
     claims.add_argument("--claims-dir", default=str(CLAIMS_DIR))

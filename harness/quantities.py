@@ -1,20 +1,36 @@
 """What a claim measures, read off the records of a method and its baseline, seed by seed.
 
-Each quantity says how to get one number per record, and whether the comparison is
-a difference (method - baseline, e.g. an accuracy gap) or a ratio (baseline / method,
+Each quantity reads one figure per record and says whether the comparison is a
+difference (method - baseline, e.g. an accuracy gap) or a ratio (baseline / method,
 oriented so that "4x faster" and "10x less memory" read as 4 and 10).
 
+A figure is a `Reading`: the value and the range [low, high] the truth can be in.
+- Exact figures (ledger bytes, FLOPs over the budget) have low == value == high.
+- A cost to a target is known to one evaluation step: the truth is in (the previous
+  evaluation, the one that first met the target]. A run that never met the target within
+  its budget has a cost in (spent, inf): a lower bound.
+- A diverged run is counted as the worst outcome for its side: a cost of inf, accuracy 0
+  (an unbounded metric such as bits per byte: the worst is inf), forgetting 1; its memory
+  is what it measured before diverging.
+The verdict (harness/stats.py) computes the lower end of its interval from the lows and the
+upper end from the highs, so a bound never moves a verdict towards the claim.
+
+`accuracy_gap` is oriented by the task's `higher_is_better`: it is how much better the
+method scores, in the metric's units (for bits per byte, baseline minus method).
+
 A quantity whose number a record does not carry (energy on a CPU, forgetting of a
-non-continual task) yields `Missing` with the reason; the claim is then
+non-continual task, a null score) yields `Missing` with the reason; the claim is then
 "not comparable", never computed from a stand-in.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from harness.record import ContinualFinal, Record, SupervisedFinal
 
 
 class Missing(Exception):
@@ -22,121 +38,168 @@ class Missing(Exception):
 
 
 @dataclass(frozen=True)
+class Reading:
+    """One record's figure: `value`, within [low, high] (bounds, evaluation steps)."""
+
+    value: float
+    low: float
+    high: float
+    reached: bool | None = None  # costs to a target: met it within the budget
+    diverged: bool = False
+
+    @classmethod
+    def exact(cls, value: float, reached: bool | None = None) -> Reading:
+        return cls(value, value, value, reached)
+
+
+@dataclass(frozen=True)
 class Quantity:
     name: str
     kind: str  # "difference" (method - baseline), "ratio" (baseline / method), "value" (method alone)
-    read: Callable[[dict[str, Any], float | None], float]
+    read: Callable[[Record, float | None], Reading]
     description: str
     needs_target: bool = False
     to_target: bool = False  # reads the cost to reach `target` when one is given
     unavailable: str | None = None  # why no record can carry it yet (checked before any run)
+    worst: Callable[[Record, Record | None], Reading] | None = None  # a diverged run; None: read it as usual
+    oriented: bool = False  # a difference of the task's metric: sign by its higher_is_better
 
 
-def _test_metric(record: dict[str, Any], target: float | None) -> float:
-    final = record.get("final") or {}
-    return float(final["test"][final["metric"]])
-
-
-def _meets(record: dict[str, Any], value: float | None, target: float) -> bool:
-    """`value` is at least as good as `target`: >= for accuracies, <= for losses such as bits per byte.
-
-    The direction is the record's `final.higher_is_better` (written by LM cells); records
-    without it are accuracies.
-    """
+def _finite(value: float | None, what: str, record: Record) -> float:
     if value is None:
-        return False
-    higher = (record.get("final") or {}).get("higher_is_better", True)
-    return value >= target if higher else value <= target
+        raise Missing(f"{record.method} seed {record.seed}: the record's {what} is null")
+    value = float(value)
+    if not math.isfinite(value):
+        raise Missing(f"{record.method} seed {record.seed}: the record's {what} is {value}, not a finite number")
+    return value
 
 
-def reached(record: dict[str, Any], target: float) -> bool:
-    return any(_meets(record, p.get("val_metric"), target) for p in record["curve"])
+# --------------------------------------------------------------------------- scores
 
 
-def _first_reaching(record: dict[str, Any], target: float, axis: str) -> float:
-    """The `axis` counter at the first evaluation whose validation metric reaches `target`.
+def _score(record: Record, target: float | None) -> Reading:
+    """The test metric of the validation-selected state (per_seed orients the difference)."""
+    return Reading.exact(_finite(record.final_metric("test"), "test metric", record))
 
-    When the run never reaches it, the whole budget spent is returned: a lower bound on
-    the true cost-to-target. `per_seed` flags such seeds, and the claim's verdict is
-    downgraded wherever a bound rather than a value could have decided it.
+
+def _worst_score(record: Record, partner: Record | None) -> Reading:
+    """A diverged run's test metric: 0 for an accuracy (the worst there is), else the unbounded
+    worst (inf for a lower-is-better metric such as bits per byte)."""
+    if partner is None or partner.final is None:
+        raise Missing(f"{record.method} seed {record.seed} diverged and its partner has no metric to orient it")
+    if partner.final.metric == "accuracy" and partner.higher_is_better:
+        value = 0.0
+    else:
+        value = -math.inf if partner.higher_is_better else math.inf
+    return Reading(value, value, value, diverged=True)
+
+
+def _forgetting(record: Record, target: float | None) -> Reading:
+    if record.continual is None:
+        raise Missing(f"the record of task {record.task} has no accuracy matrix: forgetting needs a "
+                      "continual task (suite continual)")
+    if record.continual.forgetting is None:
+        raise Missing("the continual record has no forgetting (it did not train through every experience)")
+    return Reading.exact(_finite(record.continual.forgetting, "forgetting", record))
+
+
+def _shift_gap(record: Record, target: float | None) -> Reading:
+    shift = record.final.shift if isinstance(record.final, (SupervisedFinal, ContinualFinal)) else None
+    if shift is None or shift.gap is None:
+        why = (shift.reason if shift else None) or "the suite ran without shift evaluation: set shift.enabled=true"
+        raise Missing(f"the record has no shift gap ({why})")
+    return Reading.exact(_finite(shift.gap, "shift gap", record))
+
+
+def _worst_accuracy_drop(record: Record, partner: Record | None) -> Reading:
+    """Forgetting and shift gaps are accuracy drops: the worst is 1 (everything lost)."""
+    return Reading(1.0, 1.0, 1.0, diverged=True)
+
+
+# --------------------------------------------------------------------------- costs
+
+
+def _spent(record: Record, axis: str) -> float:
+    value = record.spent(axis)
+    if value is None:
+        source = record.energy if axis == "joules" else record.flops
+        why = source.reason if source is not None else None
+        raise Missing(f"the record has no {axis} ({why or 'not measured'})")
+    return _finite(value, f"{axis} spent", record)
+
+
+def _cost_to(record: Record, target: float, axis: str) -> Reading:
+    """The `axis` counter at the first evaluation whose validation metric meets `target`.
+
+    The truth lies after the previous evaluation: (previous, this]. A run that never
+    meets it has a cost in (everything spent, inf).
     """
-    for point in record["curve"]:
-        if _meets(record, point.get("val_metric"), target):
+    previous = 0.0
+    for point in record.curve or []:
+        if record.meets(point.get("val_metric"), target):
             if point.get(axis) is None:
                 raise Missing(f"the record's curve has no {axis} at the point that reached the target")
-            return float(point[axis])
-    return _spent(record, axis)
+            value = _finite(point[axis], f"{axis} at the target", record)
+            if value <= 0:
+                raise Missing(f"{record.method} seed {record.seed} met the target at {axis} 0, before training")
+            return Reading(value, previous, value, reached=True)
+        if point.get(axis) is not None:
+            previous = float(point[axis])
+    spent = _spent(record, axis)
+    return Reading(spent, spent, math.inf, reached=False)
 
 
-def _to_target(axis: str) -> Callable[[dict[str, Any], float | None], float]:
-    def read(record: dict[str, Any], target: float | None) -> float:
+def _to_target(axis: str) -> Callable[[Record, float | None], Reading]:
+    def read(record: Record, target: float | None) -> Reading:
         if target is None:
-            return _spent(record, axis)
-        return _first_reaching(record, target, axis)
+            return Reading.exact(_spent(record, axis))
+        return _cost_to(record, target, axis)
 
     return read
 
 
-def _spent(record: dict[str, Any], axis: str) -> float:
-    value = record["counters"].get(axis)
-    if value is None:
-        why = (record.get("energy") or {}).get("reason") if axis == "joules" else (record.get("flops") or {}).get("reason")
-        raise Missing(f"the record has no {axis} ({why or 'not measured'})")
-    return float(value)
+def _worst_cost(record: Record, partner: Record | None) -> Reading:
+    """A diverged run never gets there: its cost is inf (for the whole budget as for a target)."""
+    return Reading(math.inf, math.inf, math.inf, reached=False, diverged=True)
 
 
-def _memory(view: str) -> Callable[[dict[str, Any], float | None], float]:
-    def read(record: dict[str, Any], target: float | None) -> float:
-        memory = record.get("memory") or {}
+def _memory(view: str) -> Callable[[Record, float | None], Reading]:
+    def read(record: Record, target: float | None) -> Reading:
+        if record.memory is None:
+            raise Missing(f"{record.method} seed {record.seed}: the record has no memory section")
         if view == "ledger":
-            return float(memory["ledger"]["total_bytes"])
-        measured = memory.get("measured") or {}
+            return Reading.exact(_finite(record.memory.ledger.total_bytes, "ledger bytes", record))
+        measured = record.memory.measured
         value = measured.get("cuda_max_allocated_bytes")
         if value is None and view == "peak":
             value = measured.get("meta_simulated_peak_bytes")
             if value is None:
                 raise Missing("peak memory is CUDA max allocated on a GPU, or the meta device's simulated "
                               "allocator peak for memory-at-scale cells (suite scale-1b); this record has "
-                              f"neither (it ran on {record['config'].get('device')}): use memory_*_ledger")
+                              f"neither (it ran on {record.device}): use memory_*_ledger")
         if value is None:
             raise Missing("measured device memory exists only for cells run on a GPU (this record ran on "
-                          f"{record['config'].get('device')}); use memory: ledger, or run on a GPU")
-        return float(value)
+                          f"{record.device}); use memory: ledger, or run on a GPU")
+        return Reading.exact(_finite(value, "measured bytes", record))
 
     return read
 
 
-def _forgetting(record: dict[str, Any], target: float | None) -> float:
-    continual = record.get("continual")
-    if not continual:
-        raise Missing(f"the record of task {record.get('task')} has no accuracy matrix: forgetting needs a "
-                      "continual task (suite continual)")
-    if continual.get("forgetting") is None:
-        raise Missing("the continual record has no forgetting (it did not train through every experience)")
-    return float(continual["forgetting"])
-
-
-def _shift_gap(record: dict[str, Any], target: float | None) -> float:
-    shift = (record.get("final") or {}).get("shift")
-    if not shift or shift.get("gap") is None:
-        why = (shift or {}).get("reason") or "the suite ran without shift evaluation: set shift.enabled=true"
-        raise Missing(f"the record has no shift gap ({why})")
-    return float(shift["gap"])
-
-
 QUANTITIES: dict[str, Quantity] = {q.name: q for q in [
-    Quantity("accuracy_gap", "difference", _test_metric,
-             "test metric of the method minus the baseline's (validation-selected states)"),
+    Quantity("accuracy_gap", "difference", _score,
+             "how much better the method's test metric is than the baseline's (validation-selected states): "
+             "method - baseline, or baseline - method for lower-is-better metrics such as bits per byte",
+             worst=_worst_score, oriented=True),
     Quantity("speedup", "ratio", _to_target("seconds"),
              "baseline training seconds / method training seconds, to `target` validation metric "
-             "when one is given, else over the whole matched budget", to_target=True),
+             "when one is given, else over the whole matched budget", to_target=True, worst=_worst_cost),
     Quantity("samples_ratio", "ratio", _to_target("examples"),
              "baseline examples / method examples to reach `target` (epochs-to-target is the same ratio)",
-             needs_target=True, to_target=True),
+             needs_target=True, to_target=True, worst=_worst_cost),
     Quantity("flops_ratio", "ratio", _to_target("flops"), "baseline FLOPs / method FLOPs (to `target` if given)",
-             to_target=True),
+             to_target=True, worst=_worst_cost),
     Quantity("energy_ratio", "ratio", _to_target("joules"), "baseline joules / method joules (to `target` if given)",
-             to_target=True),
+             to_target=True, worst=_worst_cost),
     Quantity("memory_ratio_ledger", "ratio", _memory("ledger"), "baseline ledger peak bytes / method ledger bytes"),
     Quantity("memory_ratio_measured", "ratio", _memory("measured"),
              "baseline CUDA max allocated bytes / method's (GPU cells only)"),
@@ -147,36 +210,106 @@ QUANTITIES: dict[str, Quantity] = {q.name: q for q in [
              "and recomputation"),
     Quantity("memory_bytes_peak", "value", _memory("peak"), "the method's peak bytes, alone (as memory_ratio_peak)"),
     Quantity("forgetting_gap", "difference", _forgetting,
-             "method forgetting minus baseline forgetting (Chaudhry et al. 2018; continual suite records)"),
+             "method forgetting minus baseline forgetting (Chaudhry et al. 2018; continual suite records)",
+             worst=_worst_accuracy_drop),
     Quantity("shift_gap", "difference", _shift_gap,
-             "method clean-minus-shifted test accuracy gap minus the baseline's (needs shift.enabled)"),
+             "method clean-minus-shifted test accuracy gap minus the baseline's (needs shift.enabled)",
+             worst=_worst_accuracy_drop),
 ]}
 
 
-def per_seed(quantity: Quantity, method: dict[int, dict[str, Any]], baseline: dict[int, dict[str, Any]],
-             target: float | None) -> list[dict[str, Any]]:
-    """[{seed, method, baseline, value, ...}] over the seeds both sides completed (raises Missing).
+def read(quantity: Quantity, record: Record, target: float | None, partner: Record | None = None) -> Reading:
+    """`record`'s figure; a diverged record's is the worst outcome (when the quantity has one)."""
+    if record.status == "diverged" and quantity.worst is not None:
+        return quantity.worst(record, partner)
+    if not record.completed and record.status != "diverged":
+        raise Missing(f"{record.method} seed {record.seed} is {record.status}: {record.error}")
+    return quantity.read(record, target)
+
+
+def _div(numerator: float, denominator: float) -> float:
+    """A ratio of non-negative costs, with 0 and inf where a bound or a divergence puts them."""
+    if math.isinf(numerator) and math.isinf(denominator):
+        return math.nan
+    if denominator == 0:
+        return math.inf if numerator > 0 else math.nan
+    return numerator / denominator
+
+
+def per_seed(quantity: Quantity, method: dict[int, Record], baseline: dict[int, Record],
+             target: float | None) -> list[dict]:
+    """[{seed, method, baseline, value, low, high, ...}] over the claim's seeds (raises Missing).
 
     For costs to a target, `method_reached` / `baseline_reached` say whether each side got
-    there within the budget (if not, its figure is the whole budget: a lower bound).
+    there within the budget; `method_diverged` names a seed counted as the worst outcome.
     """
     rows = []
     for seed in sorted(method):
-        m = quantity.read(method[seed], target)
-        flags = {}
-        if quantity.to_target and target is not None:
-            flags = {"method_reached": reached(method[seed], target)}
-            if quantity.kind != "value":
-                flags["baseline_reached"] = reached(baseline[seed], target)
+        partner = baseline.get(seed)
+        m = read(quantity, method[seed], target, partner)
+        flags: dict = {"method_diverged": m.diverged}
+        if m.reached is not None:
+            flags["method_reached"] = m.reached
         if quantity.kind == "value":
-            rows.append({"seed": seed, "method": m, "baseline": None, "value": m, **flags})
+            rows.append({"seed": seed, "method": m.value, "baseline": None, "value": m.value, "low": m.low,
+                         "high": m.high, **flags})
             continue
-        b = quantity.read(baseline[seed], target)
+        assert partner is not None
+        b = read(quantity, partner, target, method[seed])
+        if b.reached is not None:
+            flags["baseline_reached"] = b.reached
         if quantity.kind == "difference":
-            value = m - b
-        elif m <= 0 or b <= 0 or not (math.isfinite(m) and math.isfinite(b)):
-            raise Missing(f"seed {seed}: a ratio needs positive costs, got baseline {b} and method {m}")
+            value, low, high = m.value - b.value, m.low - b.high, m.high - b.low
+            if quantity.oriented:
+                sides = [r for r in (method[seed], partner) if r.completed]
+                if len({r.higher_is_better for r in sides}) > 1:
+                    raise Missing(f"seed {seed}: the method's and the baseline's metrics point different ways")
+                if sides and not sides[0].higher_is_better:  # lower is better: the gap is baseline - method
+                    value, low, high = -value, -high, -low
         else:
-            value = b / m
-        rows.append({"seed": seed, "method": m, "baseline": b, "value": value, **flags})
+            if min(m.low, b.low) < 0 or (not m.diverged and m.value <= 0) or b.value <= 0:
+                raise Missing(f"seed {seed}: a ratio needs positive costs, got baseline {b.value} and method "
+                              f"{m.value}")
+            value, low, high = _div(b.value, m.value), _div(b.low, m.high), _div(b.high, m.low)
+        for name, x in (("value", value), ("low", low), ("high", high)):
+            if math.isnan(x):
+                raise Missing(f"seed {seed}: the {name} of {quantity.name} is undefined (baseline {b.value}, "
+                              f"method {m.value})")
+        rows.append({"seed": seed, "method": m.value, "baseline": b.value, "value": value, "low": low,
+                     "high": high, **flags})
     return rows
+
+
+def resolution(quantity: Quantity, method: Sequence[Record], baseline: Sequence[Record]) -> tuple[float, float, str]:
+    """(step, shared sd, note) of the per-seed value of a difference of test accuracies.
+
+    Accuracy on N test examples moves in steps of 1/N, so seeds can agree exactly while
+    their training differs: the step enters the per-seed variance. The test set is one
+    sample of N from the task's distribution, shared by every seed: the paired difference
+    of two accuracies on it has variance (q - d**2) / N, with d the accuracy difference and
+    q the share of examples on which exactly one side is right. q is not recorded, so its
+    largest value given both accuracies is used: min(pm, 1 - pb) + min(pb, 1 - pm).
+    """
+    if quantity.name not in ("accuracy_gap", "shift_gap", "forgetting_gap"):
+        return 0.0, 0.0, ""
+    done = [r for r in (*method, *baseline) if r.completed]
+    sizes = {r.task_info.get("n_test") for r in done if r.task_info}
+    if not done or done[0].final is None or done[0].final.metric != "accuracy" and quantity.name == "accuracy_gap":
+        return 0.0, 0.0, "test-set sampling error not included (the metric is not a proportion)"
+    if len(sizes) != 1 or not isinstance(n := next(iter(sizes)), int) or n <= 0:
+        return 0.0, 0.0, "test-set size unknown: resolution and test-set sampling error not included"
+    if quantity.name != "accuracy_gap":
+        return 1 / n, 0.0, f"step 1/{n} (test set of {n}); test-set sampling error not included"
+    pm = statistics.fmean(r.final_metric("test") or 0.0 for r in method if r.completed) if any(
+        r.completed for r in method) else 0.0
+    pb = statistics.fmean(r.final_metric("test") or 0.0 for r in baseline if r.completed)
+    step, shared = accuracy_resolution(pm, pb, n)
+    return step, shared, (f"accuracy on {n} test examples: step 1/{n}, test-set sampling sd {shared:.3g} "
+                           "(largest given both accuracies), shared by every seed")
+
+
+def accuracy_resolution(pm: float, pb: float, n: int) -> tuple[float, float]:
+    """(step, shared sd) of a paired accuracy difference on one test set of `n` examples
+    (see `resolution`): 1/n, and the largest sampling sd given the two accuracies."""
+    q = min(pm, 1 - pb) + min(pb, 1 - pm)
+    return 1 / n, math.sqrt(max(q - (pm - pb) ** 2, 0.0) / n)

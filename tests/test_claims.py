@@ -13,7 +13,7 @@ from harness.cli import main
 from harness.config import ConfigError
 from harness.store import Store
 
-TINY = {"suite": "vision-vit", "task": "mlp", "seeds": 2, "budget": {"steps": 60},
+TINY = {"suite": "vision-vit", "task": "mlp", "seeds": 3, "budget": {"steps": 60},
         "overrides": {"profile": "quick", "threads": 1}, "source": "test", "statement": "test"}
 
 
@@ -24,8 +24,8 @@ def _claim(tmp_path: Path, **fields) -> Path:
     return path
 
 
-def _verify(path: Path, results: Path) -> dict:
-    return verify(load_claim(path), ClaimCells(Store(results), []))
+def _verify(path: Path, results: Path, extra: list | None = None) -> dict:
+    return verify(load_claim(path), ClaimCells(Store(results), extra or []), path)
 
 
 def test_true_claim_is_supported_and_false_claim_refuted(tmp_path: Path) -> None:
