@@ -60,7 +60,8 @@ from harness.quantities import QUANTITIES, Missing, Quantity, per_seed, resoluti
 from harness.loops.common import ProgressCallback
 from harness.record import Record
 from harness.stats import ALPHA, MIN_SEEDS, POWER, Evidence, Relation, bootstrap_interval, boundaries, decide
-from harness.store import Store, canonical_json
+from harness.jsonable import canonical_json
+from harness.store import Store
 
 CLAIMS_DIR = SUITES_DIR / "claims"
 MEMORY_STEPS = 5
@@ -377,8 +378,59 @@ def _looks(claim: Claim, previous: Any, n: int) -> tuple[int, dict[str, list[int
     return len(seen), history
 
 
-def verify(claim: Claim, runner: ClaimCells, claim_path: Path | None = None) -> dict[str, Any]:
-    """Run what the claim needs and return its verdict document (write it with `write_verdict`)."""
+BUDGET_SCALES = (0.5, 2.0)  # the robustness check: the claim decided again at these multiples of its budget
+
+
+def verify(claim: Claim, runner: ClaimCells, claim_path: Path | None = None,
+           robustness: bool = True) -> dict[str, Any]:
+    """Run what the claim needs and return its verdict document (write it with `write_verdict`).
+
+    With `robustness`, the claim is also decided at x0.5 and x2 its budget (every cell those
+    need is trained, the tuning trials included) and the verdict is labelled `robust` when all
+    three agree, else `fragile` with the budget that flips it. A fragile "supported" is never
+    the headline: it becomes "inconclusive", saying at which budget it does not hold.
+    """
+    document = _verify_once(claim, runner, claim_path)
+    if not robustness:
+        document["robustness"] = {"label": "unchecked", "reason": "verified with --no-robustness"}
+        return document
+    document["robustness"] = _robustness(claim, runner, claim_path, document)
+    if document["verdict"] == "supported" and document["robustness"]["label"] == "fragile":
+        document.update(verdict="inconclusive", reason=f"supported at this budget but fragile: "
+                        f"{document['robustness']['reason']}; {document['reason']}")
+    return document
+
+
+def claim_budget(claim: Claim) -> dict[str, float]:
+    """The claim's budget, or its suite's (with the claim's profile) when the claim names none."""
+    if claim.budget:
+        return dict(claim.budget)
+    pairs: list[tuple[str, Any]] = [("suite", claim.suite)]
+    if claim.suite_profile is not None:
+        pairs.append(("profile", claim.suite_profile))
+    budget = resolve_overrides(pairs).budget
+    return {budget.kind: budget.value}
+
+
+def _robustness(claim: Claim, runner: ClaimCells, claim_path: Path | None, main: dict[str, Any]) -> dict[str, Any]:
+    if claim.quantity.startswith("memory"):
+        return {"label": "robust", "reason": "memory is measured over a fixed number of steps: the budget does not "
+                "enter it", "verdicts": {}}
+    used = list(runner.used)  # the main verdict's provenance stays its own
+    base = claim_budget(claim)
+    verdicts = {"x1": main["verdict"]}
+    for scale in BUDGET_SCALES:
+        scaled = dataclasses.replace(claim, budget={k: v * scale for k, v in base.items()})
+        verdicts[f"x{scale:g}"] = _verify_once(scaled, runner, claim_path)["verdict"]
+    runner.used = used
+    flips = [f"{verdict} at {name} budget" for name, verdict in verdicts.items() if verdict != main["verdict"]]
+    return {"label": "fragile" if flips else "robust", "verdicts": verdicts, "budget": base,
+            "reason": ", ".join(flips) if flips else f"the same verdict at x{BUDGET_SCALES[0]:g} and "
+                                                      f"x{BUDGET_SCALES[1]:g} the budget"}
+
+
+def _verify_once(claim: Claim, runner: ClaimCells, claim_path: Path | None = None) -> dict[str, Any]:
+    """One verdict of `claim` at its own budget."""
     quantity = QUANTITIES[claim.quantity]
     relation = Relation.parse(claim.relation)
     seeds = list(range(claim.seeds))

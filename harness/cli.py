@@ -238,7 +238,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     with display.progress:
         for claim, path in claims:
             try:
-                document = claims_mod.verify(claim, runner, path)
+                document = claims_mod.verify(claim, runner, path, robustness=not args.no_robustness)
             except ConfigError as exc:
                 return _fail(f"claim {claim.id}: {exc}")
             claims_mod.write_verdict(store, document)
@@ -256,6 +256,9 @@ def _print_verdict(document: dict[str, Any]) -> None:
     verdict = document["verdict"]
     console.rule(f"[bold]{document['claim']}[/]: [{VERDICT_COLOURS[verdict]}]{verdict}[/]")
     console.print(f"“{document['statement']}” — {document['source']}", highlight=False, markup=False)
+    robust = document.get("robustness") or {}
+    if robust:
+        console.print(f"robustness: {robust.get('label')} ({robust.get('reason')})", highlight=False, markup=False)
     console.print(f"{document['quantity']} {document['relation']}: {document['reason']}", highlight=False,
                   markup=False)
     if document["interval"]:
@@ -402,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     claims.add_argument("ids", nargs="*", metavar="ID|all|key=value",
                         help="claim ids (or all), then suite overrides such as threads=1 device=cpu")
     claims.add_argument("--claims-dir", default=str(CLAIMS_DIR))
+    claims.add_argument("--no-robustness", action="store_true",
+                        help="skip deciding the claim again at x0.5 and x2 its budget (the verdict is labelled unchecked)")
     claims.add_argument("--results-dir", default=None, help=argparse.SUPPRESS)  # older spelling of results_dir=DIR
     claims.set_defaults(func=cmd_claims)
     report = sub.add_parser("report", help="write reports/<target>/ (index.html, report.md, figures)")

@@ -24,8 +24,8 @@ def _claim(tmp_path: Path, **fields) -> Path:
     return path
 
 
-def _verify(path: Path, results: Path, extra: list | None = None) -> dict:
-    return verify(load_claim(path), ClaimCells(Store(results), extra or []), path)
+def _verify(path: Path, results: Path, extra: list | None = None, robustness: bool = False) -> dict:
+    return verify(load_claim(path), ClaimCells(Store(results), extra or []), path, robustness=robustness)
 
 
 def test_true_claim_is_supported_and_false_claim_refuted(tmp_path: Path) -> None:
@@ -102,3 +102,34 @@ def test_new_claim_template_loads(tmp_path: Path) -> None:
 def test_every_shipped_claim_file_is_valid() -> None:
     for path in sorted(CLAIMS_DIR.glob("*.yaml")):
         load_claim(path)
+
+
+def _fake_verdicts(monkeypatch, by_scale: dict[float, str]) -> list[dict]:
+    """Make each budget's verdict what `by_scale` says (x1 is the claim's own budget)."""
+    from harness import claims as claims_mod
+
+    seen = []
+
+    def once(claim, runner, claim_path=None):
+        scale = 1.0 if claim.budget == {"steps": 100} else claim.budget["steps"] / 100
+        seen.append(claim.budget)
+        return {"verdict": by_scale[scale], "reason": f"at x{scale:g}"}
+
+    monkeypatch.setattr(claims_mod, "_verify_once", once)
+    return seen
+
+
+@pytest.mark.parametrize(("by_scale", "label", "headline"), [
+    ({0.5: "supported", 1.0: "supported", 2.0: "supported"}, "robust", "supported"),
+    ({0.5: "refuted", 1.0: "supported", 2.0: "supported"}, "fragile", "inconclusive"),  # never a fragile supported
+    ({0.5: "refuted", 1.0: "refuted", 2.0: "supported"}, "fragile", "refuted"),
+])
+def test_every_verdict_is_decided_again_at_half_and_double_the_budget(tmp_path, monkeypatch, by_scale, label,
+                                                                     headline) -> None:
+    seen = _fake_verdicts(monkeypatch, by_scale)
+    path = _claim(tmp_path, id="robust", method={"name": "backprop"}, baseline={"name": "backprop"},
+                  quantity="accuracy_gap", relation=">= 0", budget={"steps": 100})
+    document = verify(load_claim(path), ClaimCells(Store(tmp_path / "r"), []), path)
+    assert seen == [{"steps": 100}, {"steps": 50.0}, {"steps": 200.0}]
+    assert document["robustness"]["label"] == label and document["verdict"] == headline
+    assert document["robustness"]["verdicts"] == {"x1": by_scale[1.0], "x0.5": by_scale[0.5], "x2": by_scale[2.0]}

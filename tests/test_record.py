@@ -24,7 +24,7 @@ from harness.plan import plan
 from harness.record import (RECORD_SCHEMA, ContinualFinal, ControlFinal, MemoryFinal, Record, RecordError,
                             SupervisedFinal, parse_record, upgrade_v1)
 from harness.runner import run_cell
-from harness.store import to_jsonable
+from harness.jsonable import to_jsonable
 from methods.backprop import Backprop
 
 DIGITS = ("tasks: {{mlp: {{task: {task}, model: mlp, mlp: {{hidden: [32]}}}}}}\nmethod: {method}\nseeds: 1\n"

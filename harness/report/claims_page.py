@@ -6,7 +6,6 @@ unreadable file becomes a row that says so instead of disappearing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,23 +14,20 @@ import pandas as pd
 
 from harness.report.document import CellValue, Section, Styled, Table, Text
 from harness.report.format import MISSING, count, missing, short
+from harness.store import Store
 
 CLAIMS_TARGET = "claims"
 
 
 
 def load_verdicts(results_dir: Path) -> list[dict[str, Any]]:
-    """Every verdict in results/claims/*.json, by claim id; an unreadable file becomes a row
-    that says so (verdict "unreadable") rather than disappearing from the report."""
+    """Every verdict file of the store, by claim id; an unreadable file becomes a row that says
+    so (verdict "unreadable") rather than disappearing from the report."""
     verdicts = []
-    for path in sorted((results_dir / "claims").glob("*.json")):
-        try:
-            verdict = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(verdict, dict):
-                raise ValueError(f"it holds a JSON {type(verdict).__name__}, not an object")
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            verdict = {"verdict": "unreadable", "reason": f"{path} could not be read: {exc}"}
-        verdict.setdefault("claim", path.stem)
+    for claim_id, verdict in Store(results_dir).read_verdicts().items():
+        if not isinstance(verdict, dict):
+            verdict = {"verdict": "unreadable", "reason": verdict}
+        verdict.setdefault("claim", claim_id)
         verdicts.append(verdict)
     return sorted(verdicts, key=lambda v: str(v["claim"]))
 
@@ -93,9 +89,19 @@ def _reason(v: Mapping[str, Any]) -> str:
     return reason + (f"\nabout {needed} seeds would decide it" if needed else "")
 
 
+def _robustness(v: Mapping[str, Any]) -> str:
+    """The robustness label beside the verdict: robust, or fragile with the budget that flips it."""
+    robust = v.get("robustness")
+    if not isinstance(robust, Mapping):
+        return "robustness not checked"
+    label = str(robust.get("label"))
+    return label if label != "fragile" else f"fragile: {robust.get('reason')}"
+
+
 def _claim_row(v: Mapping[str, Any]) -> tuple[CellValue, ...]:
     verdict = str(v.get("verdict"))
-    return (str(v["claim"]), _statement(v), Styled(verdict, verdict), _estimate(v), _interval(v), _reason(v),
+    return (str(v["claim"]), _statement(v), Styled(f"{verdict}\n{_robustness(v)}", verdict), _estimate(v),
+            _interval(v), _reason(v),
             _per_seed(v), str(v.get("verified_at") or MISSING))
 
 
