@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 from harness.record import Record
 from harness.store import RECORD_NAME, Store, StoreError, to_jsonable
@@ -201,10 +201,9 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 
 def _sqlite_artifacts(uri: str, experiment: str) -> str | None:
     """`mlartifacts/<experiment>` beside a SQLite store's file (else MLflow puts them in ./mlruns)."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "sqlite" or not parsed.path:
+    if not uri.startswith("sqlite:///"):
         return None
-    db = Path(unquote(parsed.path[1:] if parsed.path.startswith("//") else parsed.path))
+    db = Path(unquote(uri[len("sqlite:///"):]))  # sqlite:////abs/path.db -> /abs/path.db
     return (db.resolve().parent / "mlartifacts" / experiment.replace("/", "_")).as_uri()
 
 
