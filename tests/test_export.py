@@ -73,7 +73,8 @@ def test_mlflow_export_rewrites_a_half_written_run(trained, tmp_path: Path) -> N
     results, records = trained
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.MlflowClient(uri)
-    experiment_id = client.create_experiment(EXPERIMENT_PREFIX + "tiny")
+    experiment_id = client.create_experiment(EXPERIMENT_PREFIX + "tiny",  # artifacts in tmp, not ./mlruns
+                                             artifact_location=(tmp_path / "artifacts").as_uri())
     client.create_run(experiment_id, tags={RUN_ID_TAG: records[0].run_id})  # killed before it was finished
     summary = export_mlflow(Store(results), "tiny", uri)
     assert (summary.replaced, summary.exported) == ([records[0].run_id], [records[1].run_id])
