@@ -5,6 +5,7 @@
     bench status suite=vision-vit [key=value ...]
     bench claims list | new ID | verify ID|all [key=value ...] | calibrate [sims=N] [seed=S]
     bench report SUITE|claims [results_dir=DIR] [reports_dir=DIR]
+    bench export mlflow|tensorboard [SUITE] [results_dir=DIR] [tracking_uri=URI|logdir=DIR]
     bench list methods|tasks|suites
     bench env
     bench data shakespeare [--dir DIR] [--force]
@@ -31,6 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness import registry
 from harness.config import SUITES_DIR, ConfigError, RunConfig, available_suites, describe, load_suite, parse_overrides, resolve
 from harness.environment import environment
+from harness.export import EXPORTERS, ExportError
 from harness.interface import FetchableTask, TaskDataError
 from harness.launch import cell_states, check_data, launch, split_by_store
 from harness.sweep import expand_grid
@@ -337,6 +339,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return report.cmd_report(args)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """`bench export mlflow|tensorboard [SUITE] [results_dir=DIR] [tracking_uri=URI|logdir=DIR]`."""
+    where_key = {"mlflow": "tracking_uri", "tensorboard": "logdir"}[args.target]
+    suites = [a for a in args.args if "=" not in a]
+    try:
+        overrides = parse_overrides([a for a in args.args if "=" in a])
+        unknown = sorted({k for k, _ in overrides} - {"results_dir", where_key})
+        if unknown or len(suites) > 1:
+            wrong = ", ".join(unknown) if unknown else f"two suites ({', '.join(suites)})"
+            raise ConfigError(f"bench export {args.target} takes one optional SUITE, results_dir=DIR and "
+                              f"{where_key}=..., not {wrong}.")
+        store = Store(directory_of("results_dir", None, overrides, "results"))
+        where = next((str(v) for k, v in reversed(overrides) if k == where_key), None)
+        with console.status(f"exporting records to {args.target} ..."):
+            summary = EXPORTERS[args.target](store, suites[0] if suites else None, where)
+    except (ConfigError, ExportError) as exc:
+        return _fail(str(exc))
+    replaced = f", {len(summary.replaced)} half-written ones written again" if summary.replaced else ""
+    console.print(f"{args.target}: {len(summary.exported)} runs exported, {len(summary.skipped)} already there"
+                  f"{replaced}; in {summary.location}", highlight=False, markup=False)
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "methods":
         for name in registry.method_names():
@@ -415,6 +440,10 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--results-dir", default=None, help=argparse.SUPPRESS)  # older spelling of results_dir=DIR
     report.add_argument("--reports-dir", default=None, help=argparse.SUPPRESS)
     report.set_defaults(func=cmd_report)
+    export = sub.add_parser("export", help="every record as an MLflow or TensorBoard run: bench export mlflow [SUITE]")
+    export.add_argument("target", choices=tuple(EXPORTERS))
+    export.add_argument("args", nargs="*", metavar="SUITE|results_dir=DIR|tracking_uri=URI|logdir=DIR")
+    export.set_defaults(func=cmd_export)
     data = sub.add_parser("data", help="fetch a task's data once: bench data shakespeare [--dir DIR]")
     data.add_argument("task", help="a registered task, e.g. shakespeare")
     data.add_argument("--dir", default=None, help="data root (default: $PARADIGM_BENCH_DATA or ~/.cache/paradigm-bench)")

@@ -214,7 +214,8 @@ def test_every_figure_axis_is_labelled_and_every_seed_drawn(results: Path) -> No
         assert len(ax.lines) == 6
     for ax in figures.cost["mlp"].axes:
         assert sum(len(c.get_offsets()) for c in ax.collections) == 4  # one point per completed seed
-        assert any("Pareto" in t.get_text() for t in ax.get_legend().get_texts())
+    (legend,) = figures.cost["mlp"].legends  # one legend, beside the panels
+    assert any("Pareto" in t.get_text() for t in legend.get_texts())
 
 
 def test_pareto_front_keeps_exactly_the_non_dominated_points() -> None:
@@ -293,3 +294,63 @@ def test_headless_chromium_draws_the_tables_and_figures(report: Path, tmp_path: 
     for name, rgb in (("blue", (31, 119, 180)), ("orange", (255, 127, 14))):
         near = (np.abs(pixels - np.array(rgb)).sum(axis=2) < 40).sum()
         assert near > 300, f"the figures' {name} method colour covers only {near} pixels: figures not drawn"
+
+
+# --------------------------------------------------------------------------- many variants
+
+
+def _eight_variants(results: Path, root: Path) -> Path:
+    """A results dir where backprop ran on mlp in two settings (as two profiles leave it): 8 configs
+    (4 learning rates x 2 weight decays) x 2 seeds in one, 2 configs x 2 seeds in the other."""
+    store = Store(root)
+    done = [r for r in _completed(results) if (r["task_label"], r["method"]) == ("mlp", "backprop")]
+    n = 0
+    for setting, lrs, decays in (("quick", (1e-3, 3e-3, 1e-2, 3e-2), (0.0, 0.01)), ("full", (1e-3, 3e-3), (0.01,))):
+        for lr in lrs:
+            for decay in decays:
+                for template in done:
+                    record = copy.deepcopy(template)
+                    record["suite"], record["run_id"] = "eight", f"{n:016x}"
+                    record["config"]["method_config"].update(lr=lr, weight_decay=decay)
+                    if setting == "full":  # another model, budget and evaluation interval
+                        record["config"].update(budget={"steps": 80}, eval_every=40)
+                        record["config"]["task_config"]["mlp"]["hidden"] = [256, 256]
+                    store.write("eight", record["run_id"], record)
+                    n += 1
+    return root
+
+
+def test_eight_variants_keep_legible_figures(results: Path, tmp_path: Path) -> None:
+    import warnings
+
+    root = _eight_variants(results, tmp_path / "results")
+    data = read_suite_data(root, "eight")
+    quick, full = sorted(data.tasks, key=lambda t: "256" in t)
+    assert quick.startswith("mlp (") and full.startswith("mlp (") and quick != full  # one figure set per setting
+    methods = set(data.index.loc[data.index["task_label"] == quick, "method"])
+    assert len(methods) == 8
+    for label in methods:  # what differs inside the setting, under short names; never the setting itself
+        assert label.startswith("backprop (lr=") and "weight_decay=" in label and "hidden" not in label, label
+    assert len(set(data.index.loc[data.index["task_label"] == full, "method"])) == 2
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        figures = suite_figures(data)
+        report = build_report(root, "eight", tmp_path / "reports").read_text()
+    assert not [w for w in caught if "constrained_layout" in str(w.message) or "collapsed" in str(w.message)]
+    assert "Variants" in report and "weight_decay=0.01" in report
+
+    for figure in figures.all():
+        figure.canvas.draw()
+        dpi = figure.dpi
+        panels = [ax for ax in figure.axes if ax.get_visible()]
+        for ax in panels:
+            box = ax.get_window_extent()
+            assert box.width / dpi >= 2.5 and box.height / dpi >= 1.5, (
+                f"{figure.get_suptitle()!r}: a panel shrank to {box.width / dpi:.2f} x {box.height / dpi:.2f} in")
+        legends = [*figure.legends, *(ax.get_legend() for ax in panels if ax.get_legend() is not None)]
+        assert legends, f"{figure.get_suptitle()!r} has no legend"
+        for legend in legends:
+            for ax in panels:
+                assert not legend.get_window_extent().overlaps(ax.get_window_extent()), (
+                    f"{figure.get_suptitle()!r}: the legend covers a panel")

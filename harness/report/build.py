@@ -146,20 +146,100 @@ def read_suite_data(results_dir: Path, suite: str) -> SuiteData:
         raise ReportError(f"no records of suite {suite!r} in {results_dir}.{did_you_mean(suite, suites)} "
                           f"Suites with records: {', '.join(suites)}; or `bench report {CLAIMS_TARGET}`.")
     rows = _own_columns(index[index["suite"] == suite], INDEX_ID_COLUMNS)
+    # settings (profiles, budgets) apart first, then the method variants within each
+    rows["setting"] = variant_details(rows, ["task_label"], setting_only=True)
+    rows["task_label"] = task_variants(rows)
+    rows["variant"] = variant_details(rows, ["task_label", "method"])
     rows["method"] = method_variants(rows)
     curves = Store(results_dir).read_curves()
     curves = _own_columns(curves[curves["suite"] == suite], ID_COLUMNS)
-    curves["method"] = curves["run_id"].map(dict(zip(rows["run_id"], rows["method"])))
+    for column in ("task_label", "method"):  # the curves are labelled and coloured like their records
+        curves[column] = curves["run_id"].map(dict(zip(rows["run_id"], rows[column])))
     return SuiteData(suite, results_dir, rows, curves, summarise(index_records(rows)))
 
 
 # Config fields that name a cell rather than set it up: never part of a variant label.
 _CELL_NAMES = frozenset({"config.suite", "config.task_label", "config.task", "config.method", "config.seed"})
+# The method's own settings; every other config field (task and its config, budget, batch size, evaluation
+# interval, device, shift, pretraining) is the *setting* the method is trained in.
+_METHOD_PREFIX = "config.method_config."
+LABEL_CHARS = 40  # a variant label longer than this keeps only the keys that tell the variants apart
 
 
 def _config_key(column: str) -> str:
     """`config.method_config.lr` -> `lr`, `config.budget.steps` -> `budget.steps`."""
     return column.removeprefix("config.").removeprefix("method_config.").removeprefix("task_config.")
+
+
+def _short_keys(columns: list[str]) -> dict[str, str]:
+    """Each column's last dotted part (`config.task_config.vit.depth` -> `depth`), or more of it
+    where two columns would otherwise read alike."""
+    names = {c: _config_key(c).split(".") for c in columns}
+    out = {}
+    for column, parts in names.items():
+        for n in range(1, len(parts) + 1):
+            tail = ".".join(parts[-n:])
+            if not any(o != column and ".".join(q[-n:]) == tail for o, q in names.items()):
+                break
+        out[column] = tail
+    return out
+
+
+def _variant_labels(group: pd.DataFrame, columns: list[str]) -> dict[Any, str]:
+    """Labels for the rows of `group` (one name, several configs) saying what tells them apart.
+
+    Only the columns that differ inside the group count, under their short names, most telling
+    first (the task, then the keys with the most distinct values); when the full list is longer
+    than LABEL_CHARS, the label stops at the fewest keys that still tell every config apart and
+    says how many it left out (`task=digits, +4`). The report's variants table lists them all.
+    """
+    varying = [c for c in columns if group[c].astype(str).nunique() > 1]
+    if not varying:
+        return {}
+    distinct = {c: group[c].astype(str).nunique() for c in varying}
+    varying.sort(key=lambda c: (c != "config.task", -distinct[c], c))
+    names = _short_keys(varying)
+    parts = {pos: [f"{names[c]}={short(plain(v))}" for c, v in row.items()] for pos, row in group[varying].iterrows()}
+    configs = group[varying].astype(str).drop_duplicates().shape[0]
+    for n in range(1, len(varying) + 1):
+        labels = {pos: ", ".join(p[:n]) + (f", +{len(p) - n}" if len(p) > n else "") for pos, p in parts.items()}
+        if n == len(varying) or (len(set(labels.values())) == configs
+                                 and max(len(", ".join(p)) for p in parts.values()) > LABEL_CHARS):
+            return labels
+    return labels
+
+
+def _config_columns(index: pd.DataFrame, setting_only: bool = False) -> list[str]:
+    return [c for c in index.columns if c.startswith("config.") and c not in _CELL_NAMES
+            and not (setting_only and c.startswith(_METHOD_PREFIX))]
+
+
+def variant_details(index: pd.DataFrame, by: list[str], setting_only: bool = False) -> pd.Series:
+    """For each row, every config value that differs inside its `by` group, in full ("" when none)."""
+    config = _config_columns(index, setting_only)
+    out = pd.Series("", index=index.index, dtype=object)
+    for _, group in index.groupby(by):
+        varying = [c for c in config if group[c].astype(str).nunique() > 1]
+        for position, row in group[varying].iterrows() if varying else ():
+            out[position] = ", ".join(f"{_config_key(c)}={short(plain(v))}" for c, v in row.items())
+    return out
+
+
+def task_variants(index: pd.DataFrame) -> pd.Series:
+    """Each record's task label, plus the setting that tells its runs apart.
+
+    Two profiles of a suite (quick on digits, full on Fashion-MNIST) or a claim's shorter budget
+    train the same task label in different settings; drawn together, their curves share axes that
+    fit neither and their legends list every differing key. A task label whose runs differ in
+    setting (any config field but the method's own) becomes one label per setting, e.g.
+    `mlp (task=digits, +3)`, so each gets its own rows, figures and axes.
+    """
+    labels = index["task_label"].astype(object).copy()
+    setting = _config_columns(index, setting_only=True)
+    for _, group in index.groupby("task_label"):
+        for position, label in _variant_labels(group, setting).items():
+            labels[position] = f"{group.loc[position, 'task_label']} ({label})"
+    return labels
 
 
 def method_variants(index: pd.DataFrame) -> pd.Series:
@@ -168,15 +248,14 @@ def method_variants(index: pd.DataFrame) -> pd.Series:
     One suite can hold a method under several configs (a claim's baseline and learning-rate
     sweep land in the suite they borrow); grouping by name alone would average them into one
     row. Where the runs of a (task, method) differ in config, each variant is labelled with
-    the differing values, e.g. `backprop (lr=0.003, optimizer=adamw)`.
+    the differing values, e.g. `backprop (lr=0.003, optimizer=adamw)`, shortened as
+    `_variant_labels` says when there are many.
     """
     labels = index["method"].astype(object).copy()
-    config = [c for c in index.columns if c.startswith("config.") and c not in _CELL_NAMES]
+    config = _config_columns(index)
     for (_, method), group in index.groupby(["task_label", "method"]):
-        varying = [c for c in config if group[c].astype(str).nunique() > 1]
-        for position, row in group[varying].iterrows() if varying else ():
-            values = ", ".join(f"{_config_key(c)}={short(plain(v))}" for c, v in row.items() if not missing(v))
-            labels[position] = f"{method} ({values})"
+        for position, label in _variant_labels(group, config).items():
+            labels[position] = f"{method} ({label})"
     return labels
 
 
@@ -449,8 +528,27 @@ def environment_section(data: SuiteData) -> Section:
     return Section("Environment", (Table(("field", "distinct values across cells"), rows),))
 
 
+def variants_section(data: SuiteData) -> list[Section]:
+    """Every task setting and method variant with all the config values that tell it apart (the
+    labels in the tables and figures keep only enough of them); nothing when there are none."""
+    rows = data.index
+    if "setting" not in rows or not (rows["setting"].astype(bool) | rows["variant"].astype(bool)).any():
+        return []
+    table = (rows[rows["setting"].astype(bool) | rows["variant"].astype(bool)]
+             .groupby(["task_label", "method"], sort=True)
+             .agg(cells=("run_id", "size"), setting=("setting", "first"), variant=("variant", "first")))
+    return [Section("Variants", (
+        Text("Where a task ran in several settings (profiles, budgets) or a method under several configs, each "
+             "gets its own label, rows and figures. The labels keep only the values that tell them apart; "
+             "here is every value that differs."),
+        Table(("task", "method", "cells", "setting differs in", "method config differs in"), tuple(
+            (str(task), str(method), str(int(r.cells)), r.setting or MISSING, r.variant or MISSING)
+            for (task, method), r in table.iterrows())),
+    ))]
+
+
 def suite_sections(data: SuiteData, figures: SuiteFigures) -> list[Section]:
-    return [cells_section(data), results_section(data), *further_metric_sections(data),
+    return [cells_section(data), *variants_section(data), results_section(data), *further_metric_sections(data),
             *per_task_figure_sections(data, figures),
             ledger_section(data, figures), environment_section(data)]
 

@@ -9,16 +9,21 @@ returned figures (labels, lines) directly.
 Conventions every figure keeps, so that a reader can compare them:
 - one colour per method, the same in every figure of a report (`method_colours`);
 - every seed is drawn: a thin line or a point per seed, never only a mean;
-- every axis says what it measures and in which unit.
+- every axis says what it measures and in which unit;
+- legends sit outside the axes, right of the panels, one entry per method (or method variant),
+  and the figure widens to hold them, so a report with many variants keeps panels of the same
+  size instead of drawing the legend over the data or squeezing the panels to slivers.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -33,6 +38,8 @@ CURVE_AXES: dict[str, str] = {
 LEDGER_AXIS = "memory-ledger peak (MiB)"
 SECONDS_AXIS = CURVE_AXES["seconds"]
 _PALETTE = "tab10"
+LEGEND_CHARS = 36  # a legend label wraps onto a second line past this many characters
+_INCH_PER_CHAR = 0.075  # about one character of the "small" legend font, with some margin
 
 
 def method_colours(methods: Sequence[str]) -> dict[str, tuple[float, ...]]:
@@ -50,6 +57,31 @@ def _figure(width: float, height: float, panels: int, columns: int) -> tuple[Fig
     return fig, axes
 
 
+def _legend_outside(fig: Figure, entries: Mapping[str, Artist], title: str | None = None) -> None:
+    """One legend for the whole figure, right of the panels; the figure grows by its width, so
+    the panels keep the size they were given however many entries there are."""
+    if not entries:
+        return
+    labels = [textwrap.fill(label, LEGEND_CHARS, subsequent_indent="  ") for label in entries]
+    widest = max(len(line) for label in labels for line in label.splitlines())
+    fig.set_figwidth(fig.get_figwidth() + 0.6 + _INCH_PER_CHAR * widest)
+    rows_fit = max(1, int(fig.get_figheight() / 0.22))  # entries of the small font that fit one column
+    lines = sum(label.count("\n") + 1 for label in labels)
+    fig.legend(list(entries.values()), labels, loc="outside right upper", fontsize="small", title=title,
+               ncols=1 if lines <= rows_fit else 2)
+    if lines > rows_fit:  # a second column: the figure grows by its width too
+        fig.set_figwidth(fig.get_figwidth() + 0.6 + _INCH_PER_CHAR * widest)
+
+
+def _entries(axes: Sequence[Axes]) -> dict[str, Artist]:
+    """The labelled artists of all panels, each label once (the first panel's artist wins)."""
+    found: dict[str, Artist] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            found.setdefault(label, handle)
+    return found
+
+
 def _no_data(ax: Axes, what: str) -> None:
     """Say on the panel that there is nothing to draw, instead of leaving it blank."""
     ax.text(0.5, 0.5, f"no {what} recorded", ha="center", va="center", transform=ax.transAxes, color="0.4")
@@ -64,9 +96,10 @@ def learning_curves(curves: pd.DataFrame, task: str, metric: str | None,
 
     `curves` holds one task's rows of curves.parquet. Each run (seed) is its own thin line;
     where a method has several seeds, their mean at each evaluation step is drawn thicker
-    (only at steps every seed reached, so a diverged seed does not bend the mean).
+    (only at steps every seed reached, so a diverged seed does not bend the mean). The legend
+    has one entry per method, beside the panels.
     """
-    fig, axes = _figure(11, 7.5, len(CURVE_AXES), 2)
+    fig, axes = _figure(10, 7.5, len(CURVE_AXES), 2)
     ylabel = f"validation {metric or 'metric'}"
     points = curves.dropna(subset=["val_metric"])
     for ax, (column, xlabel) in zip(axes, CURVE_AXES.items()):
@@ -78,7 +111,7 @@ def learning_curves(curves: pd.DataFrame, task: str, metric: str | None,
             continue
         for method, runs in points.groupby("method", sort=True):
             _draw_runs(ax, runs, column, method, colours[method])
-    axes[0].legend(fontsize="small", loc="best")
+    _legend_outside(fig, _entries(axes), "thin: each seed; thick: mean")
     fig.suptitle(f"{task}: {ylabel} against each budget axis")
     return fig
 
@@ -89,14 +122,13 @@ def _draw_runs(ax: Axes, runs: pd.DataFrame, column: str, method: str, colour: t
     several = seeds.ngroups > 1
     for i, (_, run) in enumerate(seeds):
         run = run.sort_values("steps")
-        label = (f"{method}: each seed" if several else method) if i == 0 else None
+        label = method if i == 0 and not several else None
         ax.plot(run[column], run["val_metric"], color=colour, lw=0.9, alpha=0.55, label=label)
     if several:
         by_step = runs.groupby("steps")
         complete = by_step["run_id"].nunique() == seeds.ngroups
         mean = by_step[[column, "val_metric"]].mean()[complete]
-        ax.plot(mean[column], mean["val_metric"], color=colour, lw=2.4,
-                label=f"{method}: mean of {seeds.ngroups} seeds")
+        ax.plot(mean[column], mean["val_metric"], color=colour, lw=2.4, label=f"{method} ({seeds.ngroups} seeds)")
 
 
 # --------------------------------------------------------------------------- accuracy vs cost
@@ -127,7 +159,7 @@ def accuracy_vs_cost(points: pd.DataFrame, task: str, metric: str, higher_is_bet
     run of `task`). The Pareto front over all methods is drawn on each panel: the runs no
     other run beats on both the metric and that cost.
     """
-    fig, axes = _figure(11, 4.2, 2, 2)
+    fig, axes = _figure(10, 4.2, 2, 2)
     better = "higher" if higher_is_better else "lower"
     for ax, (column, xlabel) in zip(axes, (("ledger_mib", LEDGER_AXIS), ("train_seconds", SECONDS_AXIS))):
         ax.set_xlabel(xlabel)
@@ -138,13 +170,12 @@ def accuracy_vs_cost(points: pd.DataFrame, task: str, metric: str, higher_is_bet
             _no_data(ax, column)
             continue
         for method, runs in usable.groupby("method", sort=True):
-            ax.scatter(runs[column], runs["test"], color=colours[method], s=36, label=f"{method} (one point a seed)",
-                       zorder=3)
+            ax.scatter(runs[column], runs["test"], color=colours[method], s=36, label=method, zorder=3)
         front = usable.iloc[pareto_front(usable[column], usable["test"], higher_is_better)]
         ax.plot(front[column], front["test"], color="black", ls="--", lw=1.2, marker="o", mfc="none", ms=11,
                 drawstyle="steps-post", zorder=2,
                 label=f"Pareto front ({better} {metric}, lower cost)")
-        ax.legend(fontsize="small", loc="best")
+    _legend_outside(fig, _entries(axes), "one point a seed")
     fig.suptitle(f"{task}: test {metric} against cost")
     return fig
 
@@ -171,6 +202,9 @@ def ledger_breakdown(ledger: pd.DataFrame) -> Figure:
             ax.bar(rows.index, heights, bottom=bottom, color=colours[category], label=category, width=0.6)
             bottom += heights
         ax.set_xlim(-0.8, len(rows) - 0.2)  # a lone bar stays a bar, not a wall
+        if len(rows) > 1:  # variant labels are long: slanted, wrapped, they stay apart
+            ax.set_xticks(range(len(rows)), [textwrap.fill(str(m), 24) for m in rows.index], rotation=30,
+                          ha="right", fontsize="small")
         ax.set_title(task)
         ax.set_xlabel("method")
         ax.set_ylabel("MiB (mean of completed seeds)")
