@@ -76,6 +76,9 @@ _RUN_ID_LEN = 16
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
 
 
+Version = tuple[int, int] | None  # a record file's (inode, mtime ns): changes with every write
+
+
 class StoreError(RuntimeError):
     """The results directory cannot be written or read; the message says what to do."""
 
@@ -473,6 +476,14 @@ class Store:
         """The stored record, or None when the cell has to be (re-)run: absent, or corrupt or
         of the wrong shape (then set aside, see `_read`)."""
         return self._read(self.record_path(suite, run_id))
+
+    def record_version(self, suite: str, run_id: str) -> Version:
+        """Changes whenever the record is (re)written, whoever writes it; None when there is none."""
+        try:
+            stat = self.record_path(suite, run_id).stat()
+        except OSError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns
 
     def write(self, suite: str, run_id: str, record: Record | Mapping[str, Any]) -> Path:
         """Write `record` atomically to its `record.json` and return the path.
