@@ -70,6 +70,7 @@ TOP_LEVEL_KEYS = (
     "pretrain_method",
 )
 DEVICES = ("auto", "cpu", "cuda")
+MAX_SEEDS = 1000  # a count beyond this is a typo, not a benchmark
 
 
 class ConfigError(ValueError):
@@ -505,8 +506,8 @@ def _seeds(value: Any) -> tuple[int, ...]:
             raise ConfigError(f"seeds must be a non-empty list of distinct integers, got {value!r}.")
         return seeds
     count = coerce(value, int, "seeds")
-    if count < 1:
-        raise ConfigError(f"seeds must be at least 1 (the number of seeds to run), got {count}.")
+    if not 1 <= count <= MAX_SEEDS:
+        raise ConfigError(f"seeds must be between 1 and {MAX_SEEDS} (the number of seeds to run), got {count}.")
     return tuple(range(count))
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import signal
 import socket
@@ -50,6 +51,8 @@ from harness.plan import Cell
 from harness.record import Record, parse_record
 from harness.runner import new_record, run_cell
 from harness.store import Store, StoreError, Version
+
+log = logging.getLogger(__name__)
 
 RecordCallback = Callable[[Cell, str, Record | None], None]
 STOP_GRACE_S = 5.0  # how long stopped workers get to exit on SIGTERM before SIGKILL
@@ -364,6 +367,7 @@ def _mark_dead_worker(cell: Cell, results_dir: Path, process: SpawnProcess, deat
     if code == -signal.SIGKILL:
         how += " (as the out-of-memory killer does: check the machine's memory, or run fewer workers)"
     error = f"its worker (pid {process.pid}) {how} while training it; try {death} of {retries + 1}"
+    log.warning("cell %s: %s%s", cell, error, "; trying it again" if death <= retries else "; giving up")
     claim = try_claim(store.run_dir(cell.suite, cell.run_id))
     if claim is None:  # another process took the cell over meanwhile
         return "busy", None
