@@ -67,8 +67,11 @@ SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TOP_LEVEL_KEYS = (
     "suite", "description", "tasks", "task", "method", "method_options", "seeds", "budget", "batch_size",
     "eval_every", "device", "threads", "meter", "launcher", "shift", "data_dir", "results_dir", "profile", "profiles",
-    "pretrain_method",
+    "pretrain_method", "schedule",
 )
+# The one schedule rule: a suite's `schedule:` sets these keys for every method that has them,
+# so no method decays its rate next to one that keeps it constant (issue: fair protocol).
+SCHEDULE_KEYS = ("schedule", "warmup", "min_lr_ratio")
 DEVICES = ("auto", "cpu", "cuda")
 MAX_SEEDS = 1000  # a count beyond this is a typo, not a benchmark
 
@@ -575,6 +578,7 @@ def _methods(raw: dict[str, Any], tasks: tuple[TaskSpec, ...]) -> tuple[tuple[Me
             _unknown_method(name, "method_options")
     common = raw.get("_method_common") or {}
     specific = raw.get("_method_cli") or {}
+    schedule = _schedule(raw)
     specs = []
     for name in names:
         name = str(name)
@@ -592,9 +596,21 @@ def _methods(raw: dict[str, Any], tasks: tuple[TaskSpec, ...]) -> tuple[tuple[Me
         own = suite_options.get(name) or {}
         if not isinstance(own, dict):
             raise ConfigError(f"method_options.{name} must be a mapping of {name}'s settings, got {own!r}.")
-        values = {**own, **common, **(specific.get(name) or {})}
+        rule = {k: v for k, v in schedule.items() if k in known}
+        values = {**own, **rule, **common, **(specific.get(name) or {})}
         specs.append(MethodSpec(name, build_dataclass(method_cls.Config, values, f"method.{name}")))
     return tuple(specs), notes
+
+
+def _schedule(raw: dict[str, Any]) -> dict[str, Any]:
+    """The suite's schedule rule (`schedule: {schedule: cosine, warmup: 0.05, min_lr_ratio: 0.0}`)."""
+    rule = raw.get("schedule") or {}
+    if isinstance(rule, str):
+        rule = {"schedule": rule}
+    if not isinstance(rule, dict) or set(rule) - set(SCHEDULE_KEYS):
+        raise ConfigError(f"schedule must map some of {', '.join(SCHEDULE_KEYS)} to values every method with "
+                          f"that setting gets, e.g. schedule: {{schedule: constant, warmup: 0.0}}; got {rule!r}.")
+    return rule
 
 
 def _unknown_method(name: str, where: str) -> None:

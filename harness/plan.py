@@ -13,7 +13,7 @@ from harness.config import ConfigError, MethodSpec, RunConfig, TaskSpec
 from harness.energy import EnergyMeter
 from harness.interface import FineTuningConfig, ShiftConfig
 from harness.meter import MeterConfig
-from harness.store import run_id
+from harness.jsonable import run_id
 
 
 @dataclass(frozen=True)

@@ -34,14 +34,11 @@ and adds an upgrade function for the previous number; records on disk are never 
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import math
-import types
-import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Literal
+
+from harness.typed_json import decode, encode, what
 
 RECORD_SCHEMA = 2
 Status = Literal["completed", "diverged", "failed", "unsupported"]
@@ -164,6 +161,22 @@ class Final:
     def score(self, split: str = "test") -> float | None:
         value = {"test": self.test, "val": self.val}[split].get(self.metric)
         return None if value is None else float(value)
+
+    @classmethod
+    def _check_json(cls, data: Mapping[str, Any], path: str, error: Callable[[str, str], Exception]) -> None:
+        """val and test hold the metric and the scores every record of this kind holds."""
+        metric = data.get("metric")
+        if not isinstance(metric, str):
+            return  # the field's own check names the problem
+        for split in ("val", "test"):
+            scores, where = data[split], f"{path}.{split}"
+            if not isinstance(scores, Mapping) or metric not in scores:
+                got = f"keys {sorted(map(str, scores))}" if isinstance(scores, Mapping) else what(scores)
+                raise error(where, f"expected an object with the metric {metric!r}, got {got}")
+            for key, tp in {metric: float | None, **cls.SCORES}.items():
+                if key not in scores:
+                    raise error(f"{where}.{key}", f"missing (a {cls.__name__} scores {', '.join(cls.SCORES)})")
+                decode(scores[key], tp, f"{where}.{key}", error)
 
 
 @dataclass(frozen=True)
@@ -334,7 +347,7 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able dict written to record.json (the shape `parse_record` reads)."""
-        return _encode(self)
+        return encode(self)
 
 
 def _check(r: Record) -> None:
@@ -393,10 +406,10 @@ def parse_record(data: Mapping[str, Any] | Record) -> Record:
     if isinstance(data, Record):  # already read and checked
         return data
     if not isinstance(data, Mapping):
-        raise RecordError("record", f"expected a JSON object, got {_what(data)}")
+        raise RecordError("record", f"expected a JSON object, got {what(data)}")
     schema = data.get("schema")
     if schema is None or isinstance(schema, bool) or not isinstance(schema, int):
-        raise RecordError("record.schema", f"expected the record's schema number, got {_what(schema)}")
+        raise RecordError("record.schema", f"expected the record's schema number, got {what(schema)}")
     if schema > RECORD_SCHEMA:
         raise RecordError("record.schema", f"written by a newer paradigm-bench (schema {schema}); this one reads "
                           f"schemas 1 to {RECORD_SCHEMA}", "Upgrade the harness (git pull; pip install -e .).")
@@ -406,116 +419,4 @@ def parse_record(data: Mapping[str, Any] | Record) -> Record:
         data, schema = UPGRADES[schema](data), schema + 1
     sections = [name for name in _SECTIONS if data.get(name) is not None]
     final_type = _SECTIONS[sections[0]][1] if len(sections) == 1 else SupervisedFinal
-    return _decode(data, Record, "record", {"final": final_type | None})
-
-
-def _what(value: Any) -> str:
-    if value is None:
-        return "null"
-    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list"}
-    return "an object" if isinstance(value, Mapping) else names.get(type(value), type(value).__name__)
-
-
-def _describe(tp: Any) -> str:
-    if typing.get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if typing.get_origin(tp) in (Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(tp))
-    if dataclasses.is_dataclass(tp):
-        return f"an object ({tp.__name__})"
-    origin = typing.get_origin(tp)
-    return {type(None): "null", bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "an object"}.get(origin or tp, "any value")
-
-
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _decode(value: Any, tp: Any, path: str, override: dict[str, Any] | None = None) -> Any:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        if len(options) == 1 and (dataclasses.is_dataclass(options[0]) or typing.get_origin(options[0])):
-            return _decode(value, options[0], path)  # a section or container: its own errors, deeper
-        for option in options:  # scalars: the first that fits
-            try:
-                return _decode(value, option, path)
-            except RecordError:
-                continue
-        raise RecordError(path, f"expected {_describe(tp)}, got {_what(value)}")
-    if origin is Literal:
-        if value not in args or isinstance(value, bool):
-            raise RecordError(path, f"expected {_describe(tp)}, got {value!r:.60}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        return _decode_object(value, tp, path, override or {})
-    ok = {bool: lambda v: isinstance(v, bool),
-          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-          float: lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and math.isfinite(v)),
-          str: lambda v: isinstance(v, str), type(None): lambda v: v is None,
-          list: lambda v: isinstance(v, list), dict: lambda v: isinstance(v, Mapping)}[origin or tp]
-    if not ok(value):
-        raise RecordError(path, f"expected {_describe(tp)}, got {_what(value)}")
-    if origin is list:
-        return [_decode(v, args[0], f"{path}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        for key in value:
-            if not isinstance(key, str):
-                raise RecordError(path, f"expected string keys, got {key!r:.40}")
-        return {k: _decode(v, args[1], f"{path}.{k}") for k, v in value.items()}
-    return value
-
-
-def _decode_object(value: Any, cls: type, path: str, override: dict[str, Any]) -> Any:
-    if not isinstance(value, Mapping):
-        raise RecordError(path, f"expected an object ({cls.__name__}), got {_what(value)}")
-    fields = {f.metadata.get("key", f.name): f for f in dataclasses.fields(cls)}
-    unknown = sorted(str(k) for k in value if k not in fields)
-    if unknown:
-        raise RecordError(f"{path}.{unknown[0]}", f"unknown field (a {cls.__name__} holds {', '.join(fields)})")
-    kwargs = {}
-    for key, f in fields.items():
-        if key not in value:
-            if f.metadata.get("omit"):
-                continue
-            raise RecordError(f"{path}.{key}", f"missing (expected {_describe(_hints(cls)[f.name])})")
-        if issubclass(cls, Final) and key in ("val", "test"):
-            _check_scores(value[key], kwargs["metric"], cls, f"{path}.{key}")
-        kwargs[f.name] = _decode(value[key], override.get(f.name, _hints(cls)[f.name]), f"{path}.{key}")
-    return cls(**kwargs)
-
-
-def _check_scores(scores: Any, metric: str, cls: type[Final], path: str) -> None:
-    if not isinstance(scores, Mapping) or metric not in scores:
-        got = f"keys {sorted(map(str, scores))}" if isinstance(scores, Mapping) else _what(scores)
-        raise RecordError(path, f"expected an object with the metric {metric!r}, got {got}")
-    for key, tp in {metric: float | None, **cls.SCORES}.items():
-        if key not in scores:
-            raise RecordError(f"{path}.{key}", f"missing (a {cls.__name__} scores {', '.join(cls.SCORES)})")
-        _decode(scores[key], tp, f"{path}.{key}")
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def _encode(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        omitted = value._omitted() if hasattr(value, "_omitted") else set()
-        out = {}
-        for f in dataclasses.fields(value):
-            item = getattr(value, f.name)
-            if f.name in omitted or (item is None and f.metadata.get("omit")):
-                continue
-            out[f.metadata.get("key", f.name)] = _encode(item)
-        return out
-    if isinstance(value, Mapping):
-        return {k: _encode(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_encode(v) for v in value]
-    return value
+    return decode(data, Record, "record", RecordError, {"final": final_type | None})

@@ -37,23 +37,21 @@ a full disk and a half-written file without losing or silently replacing results
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import errno
-import hashlib
 import io
 import json
 import logging
-import math
 import os
 import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from pathlib import Path, PurePath
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.index_table import ID_COLUMNS, INDEX_ID_COLUMNS, empty_frame, flatten, frame, label, parquet_bytes
+from harness.jsonable import to_jsonable
 from harness.locks import LOCK_NAME, MARKER_NAME, LockTimeout, index_lock, try_claim
 from harness.record import Record, RecordError, parse_record
 
@@ -68,11 +66,7 @@ VERDICTS_DIR = "claims"
 INDEX_NAME = "index.parquet"
 CURVES_NAME = "curves.parquet"
 
-# Columns that identify a run; they lead both tables and exist even when empty.
-ID_COLUMNS = ("run_id", "suite", "task_label", "method", "seed")
-INDEX_ID_COLUMNS = (*ID_COLUMNS, "task", "status", "error")
 
-_RUN_ID_LEN = 16
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
 
 
@@ -81,71 +75,6 @@ Version = tuple[int, int] | None  # a record file's (inode, mtime ns): changes w
 
 class StoreError(RuntimeError):
     """The results directory cannot be written or read; the message says what to do."""
-
-
-# --------------------------------------------------------------------------- run ids
-
-
-def canonical_json(obj: Any) -> str:
-    """The one serialisation that is hashed: sorted keys, no whitespace, strict JSON.
-
-    `to_jsonable` runs first, so tuples and lists (and dataclasses and dicts) with the
-    same content serialise alike.
-    """
-    return json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def run_id(cell: Mapping[str, Any] | Any) -> str:
-    """First 16 hex chars of sha256 of the canonical JSON of the resolved cell config.
-
-    Independent of dict order, of process and of PYTHONHASHSEED, so the same cell gets
-    the same directory on every run and a finished cell is found again (resume).
-    Note that 1 and 1.0 are different configs here; the config layer should resolve
-    types before hashing.
-    """
-    return hashlib.sha256(canonical_json(cell).encode("utf-8")).hexdigest()[:_RUN_ID_LEN]
-
-
-# --------------------------------------------------------------------------- JSON
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Convert `obj` to plain JSON types; NaN and +-inf become None.
-
-    Handles dicts (keys made str), lists, tuples, sets (sorted, so they hash stably),
-    dataclasses, enums, paths, dates, and numpy / torch scalars and arrays (duck-typed
-    through `.tolist()` / `.item()`, so neither library is imported here). Anything else
-    is a TypeError naming the type: a record must not hold a value we cannot read back.
-    """
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, enum.Enum):
-        return to_jsonable(obj.value)
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):  # numpy.float64 is a float subclass and lands here too
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, (set, frozenset)):
-        items = [to_jsonable(v) for v in obj]
-        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, PurePath):
-        return str(obj)
-    if isinstance(obj, (datetime, date)):
-        return obj.isoformat()
-    tolist = getattr(obj, "tolist", None)  # numpy scalars/arrays, torch tensors
-    if callable(tolist):
-        return to_jsonable(tolist())
-    item = getattr(obj, "item", None)
-    if callable(item):
-        return to_jsonable(item())
-    raise TypeError(f"cannot store a value of type {type(obj).__module__}.{type(obj).__qualname__} "
-                    f"in a record: {obj!r:.80}. Convert it to a number, string, list or dict first.")
 
 
 # --------------------------------------------------------------------------- disk
@@ -228,62 +157,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def _utc_stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-
-
-# --------------------------------------------------------------------------- flattening
-
-
-def _flatten(obj: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Nested dicts -> dotted keys (`final.test.accuracy`); lists -> JSON strings."""
-    out = {} if out is None else out
-    for key, value in obj.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            _flatten(value, f"{name}.", out)
-        elif isinstance(value, list):
-            out[name] = json.dumps(value, sort_keys=True, separators=(",", ":"))
-        else:
-            out[name] = value
-    return out
-
-
-def _label(value: Any) -> Any:
-    """A scalar for an identifying column: a dict's `name`, or its JSON."""
-    if isinstance(value, Mapping):
-        return value.get("name", json.dumps(value, sort_keys=True, separators=(",", ":")))
-    if isinstance(value, list):
-        return json.dumps(value, separators=(",", ":"))
-    return value
-
-
-def _frame(rows: list[dict[str, Any]], leading: tuple[str, ...]) -> pandas.DataFrame:
-    """Rows -> a DataFrame pyarrow can write: leading columns first, mixed types as str."""
-    import pandas as pd
-
-    columns = list(leading) + sorted({c for row in rows for c in row} - set(leading))
-    df = pd.DataFrame(rows, columns=columns)
-    for col in df.columns:
-        if df[col].dtype != object:
-            continue
-        values = df[col].dropna()
-        kinds = {"number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v)
-                 for v in values}
-        if len(kinds) > 1:  # e.g. lr=0.001 in one record and lr="auto" in another
-            df[col] = df[col].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v))
-                                  else str(v))
-    return df
-
-
-def _empty_frame(columns: tuple[str, ...]) -> pandas.DataFrame:
-    import pandas as pd
-
-    return pd.DataFrame({c: pd.Series(dtype="Int64" if c == "seed" else "string") for c in columns})
-
-
-def _parquet_bytes(df: pandas.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    df.to_parquet(buf, engine="pyarrow", index=False)
-    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------- the store
@@ -598,19 +471,19 @@ class Store:
         for typed in self.records(set_aside=set_aside):
             record = typed.to_dict()
             curve = record.get("curve") or []
-            index_rows.append(_flatten({k: v for k, v in record.items() if k != "curve"}))
-            ids = {c: _label(record.get(c)) for c in ID_COLUMNS}
+            index_rows.append(flatten({k: v for k, v in record.items() if k != "curve"}))
+            ids = {c: label(record.get(c)) for c in ID_COLUMNS}
             for point in curve:
                 if isinstance(point, Mapping):
-                    curve_rows.append({**_flatten(point), **ids})
-        index = _frame(index_rows, INDEX_ID_COLUMNS) if index_rows else _empty_frame(INDEX_ID_COLUMNS)
-        curves = _frame(curve_rows, ID_COLUMNS) if curve_rows else _empty_frame((*ID_COLUMNS, "step"))
+                    curve_rows.append({**flatten(point), **ids})
+        index = frame(index_rows, INDEX_ID_COLUMNS) if index_rows else empty_frame(INDEX_ID_COLUMNS)
+        curves = frame(curve_rows, ID_COLUMNS) if curve_rows else empty_frame((*ID_COLUMNS, "step"))
         return index, curves
 
     def _write_frames(self, index: pandas.DataFrame, curves: pandas.DataFrame) -> None:
         # Curves first: the index is what readers check for, so it appears last.
-        _atomic_write(self.curves_path, _parquet_bytes(curves))
-        _atomic_write(self.index_path, _parquet_bytes(index))
+        _atomic_write(self.curves_path, parquet_bytes(curves))
+        _atomic_write(self.index_path, parquet_bytes(index))
 
     def _index_stale(self) -> bool:
         """Missing, unreadable, older than a record, or listing a different number of records

@@ -9,9 +9,13 @@ One step on a batch (population P, antithetic: P/2 noise draws, each used with +
 - for every perturbed layer and pair i: A_i [out, r], B_i [in, r] ~ N(0, 1), drawn from a
   generator seeded by (step seed, layer); member i uses +sigma*E_i, member i + P/2 -sigma*E_i;
 - all members see the same batch in one batched forward (chunks of `chunk` members when
-  memory asks for it): a forward hook adds sigma * (x B_i) A_i^T / sqrt(r) to each perturbed
-  Linear's output (and sigma * A_i[tokens] B_i^T / sqrt(r) to an Embedding's), so no member
-  ever forms a full-rank noise matrix; the population costs P forwards of compute;
+  memory asks for it; on a CPU, cache-sized chunks by default, see CPU_FORWARD_ELEMENTS):
+  a forward hook adds sigma * (x B_i) A_i^T / sqrt(r) to each perturbed Linear's output (and
+  sigma * A_i[tokens] B_i^T / sqrt(r) to an Embedding's), so no member ever forms a
+  full-rank noise matrix; the population costs P forwards of compute. Per layer that is x B
+  for all members and one batched GEMM of inner size r accumulated into the layer's output
+  in place (baddbmm), the bias noise folded in as one more rank ([x B_i, 1] [A_i, bias_i]^T):
+  no extra full-size pass over the activations;
 - fitness f = -task.loss(member's outputs, batch), z-scored across the population (or
   centred ranks in [-0.5, 0.5], `fitness: rank`);
 - update theta += lr * g with g = 1/(P sigma) sum_i f_i eps_i = 1/(P sigma sqrt r)
@@ -86,6 +90,19 @@ from harness.interface import Batch, SetupContext, StepStats
 from harness.registry import register_method
 from methods._forward_only import DTYPES, as_model_input, device_generator, draw_seed, mix
 
+# chunk 0 on a CPU: members per forward such that the largest perturbed layer's output holds at
+# most this many elements (2 MB in float32). A forward of the whole population makes
+# activations that leave the CPU's caches and, with glibc's default malloc, tensors whose
+# memory is handed back to the system after each forward and faulted in again on the next:
+# on vision-vit's quick ViT (196,608 elements a member in its qkv layer) the whole population
+# per forward cost 1.4-1.6x backprop's CPU time per forward-equivalent, 2-3 members 1.15-1.25x,
+# 4-10 members 1.0-1.1x in a process whose malloc thresholds had grown and 1.45-1.9x in a fresh
+# one (tests/bench/method_cost.py and one-off scripts, 2-core shared machine). So: 2 members
+# on that ViT; its MLP (16,384 a member) keeps the whole population of 32.
+# GPUs (and the meta device's memory estimates of them) get the whole population.
+CPU_FORWARD_ELEMENTS = 2**19
+
+
 @dataclass(frozen=True)
 class EvolutionConfig:
     population: int = 32  # members per step, antithetic pairs: must be even
@@ -95,7 +112,7 @@ class EvolutionConfig:
     fitness: Literal["zscore", "rank"] = "zscore"
     weight_decay: float = 0.0  # decoupled, on matrices
     schedule: Literal["constant", "cosine"] = "constant"
-    chunk: int = 0  # members per batched forward; 0 = the whole population at once
+    chunk: int = 0  # members per batched forward; 0 = the whole population (on a CPU: a cache-sized part, below)
     weights: Literal["float32", "bfloat16", "int8"] = "float32"
     compute: Literal["float32", "bfloat16"] = "float32"  # int8 only: the dtype weights are dequantised to
     scale: Literal["row", "tensor"] = "row"  # int8 only: one scale per output row, or per tensor
@@ -120,6 +137,15 @@ class EvolutionConfig:
                              ("scale", ("row", "tensor")), ("rounding", ("stochastic", "nearest"))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+
+
+def _times_factor(x: Tensor, b: Tensor) -> Tensor:
+    """x B for every member, [c, N, in] x [c, in, r] -> [c, N, r]. On a CPU a batched GEMM with
+    a handful of output columns runs at about 1 GFLOP/s (4-7x slower than r dot products per
+    row, measured on vision-vit's layer shapes); elsewhere, or for a larger rank, bmm."""
+    if x.device.type != "cpu" or b.shape[-1] > 4:
+        return torch.bmm(x, b)
+    return torch.stack([torch.linalg.vecdot(x, b[:, None, :, j]) for j in range(b.shape[-1])], dim=-1)
 
 
 def shape_fitness(fitness: Tensor, how: str) -> Tensor:
@@ -193,6 +219,8 @@ class Evolution:
         self.seed = torch.zeros(1, dtype=torch.int64)  # the step's seed: every perturbation replays from it
         self.losses = torch.zeros(self.cfg.population)
         self._members: Tensor | None = None  # member ids of the chunk being evaluated (None: no perturbation)
+        self._largest_output = 0  # elements of the largest perturbed layer output seen (sizes the CPU chunks)
+        self._elements_per_example: int | None = None
         self._seed = 0
 
     # ------------------------------------------------------------------ noise
@@ -224,34 +252,54 @@ class Evolution:
             if self._members is None:
                 return None
             a, b, bias, _ = self._member_factors(index, layer)
-            c, x = len(self._members), args[0]
-            scale = self.cfg.sigma / math.sqrt(self.cfg.rank)
+            c, x, r = len(self._members), args[0], self.cfg.rank
+            scale = self.cfg.sigma / math.sqrt(r)
+            out = output.contiguous()
+            self._largest_output = max(self._largest_output, out.numel())
+            rows = out.view(c, -1, out.shape[-1])  # member-major: member j's rows are a block
             if isinstance(layer, nn.Embedding):  # E_i[tokens] = A_i[tokens] B_i^T
-                rows = torch.gather(a, 1, x.reshape(c, -1, 1).expand(-1, -1, self.cfg.rank))
-                delta = torch.bmm(rows, b.transpose(1, 2))
-            else:  # x E_i^T = (x B_i) A_i^T
-                delta = torch.bmm(torch.bmm(x.reshape(c, -1, x.shape[-1]).to(self.dtype), b), a.transpose(1, 2))
-            delta = delta * scale
-            if bias is not None:
-                delta = delta + self.cfg.sigma * bias[:, None, :]
-            return output + delta.reshape(output.shape).to(output.dtype)
+                left = torch.gather(a, 1, x.reshape(c, -1, 1).expand(-1, -1, r))
+                right = b * scale
+            else:  # x E_i^T = (x B_i) A_i^T, the bias noise as one more rank: [x B_i, 1] [A_i, bias_i]^T
+                left = _times_factor(x.reshape(c, -1, x.shape[-1]).to(self.dtype), b)
+                right = a * scale
+                if bias is not None:
+                    left = torch.cat([left, left.new_ones(left.shape[:-1] + (1,))], dim=-1)
+                    right = torch.cat([right, self.cfg.sigma * bias[:, :, None]], dim=-1)
+            # one batched GEMM of inner size r (+1) per layer, accumulated into the output in place
+            rows.baddbmm_(left.to(out.dtype), right.transpose(1, 2).to(out.dtype))
+            return out
 
         return hook
 
     # ------------------------------------------------------------------ the step
 
+    def _chunk(self, n: int) -> int:
+        """Members per batched forward: `chunk`, or (0) the whole population, except on a CPU,
+        where as many members as keep the largest perturbed layer's output within
+        CPU_FORWARD_ELEMENTS (the first forward, of one member, measures it)."""
+        if self.cfg.chunk:
+            return self.cfg.chunk
+        if self.ctx.device.type != "cpu":
+            return self.cfg.population
+        if self._elements_per_example is None:
+            return 1
+        return max(1, CPU_FORWARD_ELEMENTS // (self._elements_per_example * n))
+
     def _population_losses(self, batch: Batch) -> Tensor:
         population, n = self.cfg.population, batch.size
-        chunk = self.cfg.chunk or population
         x = as_model_input(batch.inputs, self.dtype)
-        losses = []
-        for start in range(0, population, chunk):
-            members = torch.arange(start, min(population, start + chunk))
+        losses, start = [], 0
+        while start < population:
+            members = torch.arange(start, min(population, start + self._chunk(n)))
+            start += len(members)
             self._members = members
             try:
                 outputs = self.model(x.repeat(len(members), *([1] * (x.dim() - 1))))
             finally:
                 self._members = None
+            if self._elements_per_example is None:
+                self._elements_per_example = math.ceil(self._largest_output / (len(members) * n))
             losses += [self.ctx.task.loss(outputs[j * n:(j + 1) * n].float(), batch) for j in range(len(members))]
         return torch.stack(losses).float()
 

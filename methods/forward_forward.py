@@ -56,7 +56,9 @@ forward_equivalents per step, with backprop's convention (a backward costs ~2 fo
 a positive and a negative pass through all blocks, each with its local backward: 2 * 3 = 6;
 plus 1 for the neutral-label pass that trains the linear head (rule "linear", whose logits
 also supply hard negatives); plus num_classes for the label sweep that supplies hard
-negatives under the "goodness" rule. Prediction's label sweep is evaluation, not a step.
+negatives under the "goodness" rule. Prediction's label sweep is evaluation, not a step; its
+num_classes forwards run as few batched forwards (all labels in one on a GPU, cache-sized
+groups on a CPU), with the per-label loop's result.
 """
 
 from __future__ import annotations
@@ -99,6 +101,14 @@ class ForwardForwardConfig(WeightOptimizer):
                              ("predict", ("goodness", "linear"))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+
+
+# Label sweep on a CPU: labels per forward such that the repeated stem output holds at most this
+# many elements (1 MB in float32; a block's widest activation is 3-4x that). Larger forwards
+# leave the caches: on vision-vit's quick ViT all ten labels of a validation pass at once cost
+# 1.4-1.6x the per-label loop (CPU time), while its MLP's small activations gain 35% from
+# batching all ten (measured with tests/bench/method_cost.py's cells). GPUs get every label.
+CPU_SWEEP_ELEMENTS = 2**18
 
 
 def normalise(h: Tensor, eps: float = 1e-8) -> Tensor:
@@ -154,13 +164,25 @@ class ForwardForward:
 
     @torch.no_grad()
     def _goodness_scores(self, inputs: Tensor) -> Tensor:
-        """[N, num_classes]: goodness accumulated over the scored blocks, per candidate label."""
-        columns, stem_out = [], self.model.stem(inputs)  # the stem does not see the label
-        for c in range(self.num_classes):
-            labels = torch.full((inputs.shape[0],), c, dtype=torch.long, device=inputs.device)
-            outputs = self._block_outputs(stem_out, labels)
-            columns.append(sum(self._goodness(outputs[k]) for k in self.scored))
-        return torch.stack(columns, dim=1)
+        """[N, num_classes]: goodness accumulated over the scored blocks, per candidate label.
+
+        Candidate labels are batched: the stem's output (which does not see the label) is
+        computed once and repeated label-major, rows [j*N, (j+1)*N) carrying the group's j-th
+        label. The blocks treat rows independently, so this is the paper's per-label loop in
+        fewer forwards: all labels at once on a GPU, on a CPU as many as keep the repeated
+        stem output within CPU_SWEEP_ELEMENTS."""
+        n, classes = inputs.shape[0], self.num_classes
+        stem_out = self.model.stem(inputs)
+        group = classes
+        if stem_out.device.type == "cpu":
+            group = max(1, min(classes, CPU_SWEEP_ELEMENTS // stem_out.numel()))
+        columns = []
+        for first in range(0, classes, group):
+            k = min(classes, first + group) - first
+            labels = torch.arange(first, first + k, device=inputs.device).repeat_interleave(n)
+            outputs = self._block_outputs(stem_out.repeat(k, *([1] * (stem_out.dim() - 1))), labels)
+            columns.append(sum(self._goodness(outputs[j]) for j in self.scored).view(k, n))
+        return torch.cat(columns).T
 
     def _linear_logits(self, inputs: Tensor) -> Tensor:
         """The head's logits on the (detached) normalised last-block output, neutral label."""

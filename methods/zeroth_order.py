@@ -20,7 +20,16 @@ Memory is therefore that of inference on the same batch plus one parameter's noi
 (tests/test_zeroth_order.py checks the ratio).
 
 Options: `dtype` stores the weights (and runs the forwards) in bfloat16/float16 as the
-paper's memory figures do; `schedule` cosine decays lr with the budget spent.
+paper's memory figures do; `schedule` cosine decays lr with the budget spent; `noise: keep`
+draws each z once per step and holds the step's n of them (n x the weights' memory, declared
+to the meter as `kept_noise`) instead of drawing it four times (+eps, -2eps, +eps, update).
+Same z, same arithmetic: the two modes give the same weights bit for bit (tests). It is a
+trade of the paper's memory for time, for small models: drawing a Gaussian costs about as
+much as a weight's share of two forwards at batch 64 on a CPU (~9 ns a number on the 2-core
+test machine's one thread, against ~4.5 ns per weight for a batch-64 forward), so on
+vision-vit's quick MLP the four draws per perturbation, not the forwards, are most of a
+replayed step (tests/bench/method_cost.py: 2.0-2.2x backprop's CPU time per forward-equivalent
+replayed, 1.1x kept); on the ViT (1,024 activation rows per weight) 1.2x replayed, 1.0x kept.
 
 Deviations from the paper (every one, with the reason):
 - Defaults are the paper's (lr 1e-6, eps 1e-3, n 1, constant lr, no weight decay): they are
@@ -45,7 +54,8 @@ seed 0, eps 1e-3; validation / test accuracy; wall seconds on a shared 2-core ma
         examples: with an `examples` budget, a larger n costs wall time, not data.
 Decoder LM (tests): lr 1e-2, n=4 lowers a 32-token chain's loss from 3.65 to 2.39 in 200 steps.
 
-forward_equivalents per step: 2n (two forwards per perturbation, no backward).
+forward_equivalents per step: 2n (two forwards per perturbation, no backward), plus 4n draws
+of a Gaussian per weight (n with `noise: keep`), which the count of forwards leaves out.
 """
 
 from __future__ import annotations
@@ -69,6 +79,7 @@ class ZerothOrderConfig:
     weight_decay: float = 0.0  # decoupled, on matrices only (paper: 0 in most runs)
     schedule: Literal["constant", "cosine"] = "constant"  # the paper uses a constant lr
     dtype: FloatName = "float32"  # the weights' storage dtype (the paper's memory table: fp16)
+    noise: Literal["replay", "keep"] = "replay"  # keep: each z drawn once per step and held (n x the weights)
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -83,6 +94,9 @@ class ZerothOrderConfig:
             raise ValueError(f"schedule must be constant or cosine, got {self.schedule!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.noise not in ("replay", "keep"):
+            raise ValueError(f"noise must be replay (the paper: z redrawn from its seed each time) or keep "
+                             f"(drawn once per step and held), got {self.noise!r}")
 
 
 @register_method("zeroth_order")
@@ -98,20 +112,30 @@ class ZerothOrder:
         self.params = [p for p in self.model.parameters()]
         self.noise = device_generator(ctx.device)
         self.seeds = torch.zeros(self.cfg.n, dtype=torch.int64)  # the step's seeds: all the state there is
+        self.kept: list[list[Tensor]] = []  # noise: keep only: the step's z, one list of tensors per seed
 
     def _lr(self) -> float:
         if self.cfg.schedule == "constant":
             return self.cfg.lr
         return self.cfg.lr * 0.5 * (1 + math.cos(math.pi * self.ctx.budget_fraction()))
 
-    def _perturb(self, seed: int, scale: float) -> None:
+    def _draw(self, seed: int, index: int, p: Tensor) -> Tensor:
+        """z(seed) for parameter `index`: the same tensor every time it is drawn."""
+        self.noise.manual_seed(mix(seed, index))
+        return torch.randn(p.shape, generator=self.noise, device=p.device, dtype=p.dtype)
+
+    def _perturb(self, seed: int, scale: float, kept: list[Tensor] | None = None) -> None:
         """theta += scale * z(seed), z regenerated parameter by parameter: one parameter's noise
-        alive at a time, scaled in place (no second temporary, on any device)."""
+        alive at a time, scaled in place (no second temporary, on any device).
+        `kept`: the same z drawn before (noise: keep), used instead of drawing it again; the
+        arithmetic (z * scale rounded, then added) is the same, so both modes agree bit for bit."""
         for index, p in enumerate(self.params):
-            self.noise.manual_seed(mix(seed, index))
-            z = torch.randn(p.shape, generator=self.noise, device=p.device, dtype=p.dtype)
-            p.add_(z.mul_(scale))
-            del z  # freed before the next parameter's noise is drawn
+            if kept is None:
+                z = self._draw(seed, index, p)
+                p.add_(z.mul_(scale))
+                del z  # freed before the next parameter's noise is drawn
+            else:
+                p.add_(kept[index] * scale)
 
     def _loss(self, batch: Batch) -> float:
         # one expression: the low-precision logits are freed once their float copy exists
@@ -123,22 +147,26 @@ class ZerothOrder:
             self.model.eval()
         eps, lr = self.cfg.eps, self._lr()
         projected, losses = [], []
+        self.kept = []
         for k in range(self.cfg.n):
             seed = draw_seed(self.ctx.generator)
             self.seeds[k] = seed
-            self._perturb(seed, eps)
+            kept = [self._draw(seed, i, p) for i, p in enumerate(self.params)] if self.cfg.noise == "keep" else None
+            if kept is not None:
+                self.kept.append(kept)
+            self._perturb(seed, eps, kept)
             plus = self._loss(batch)
-            self._perturb(seed, -2 * eps)
+            self._perturb(seed, -2 * eps, kept)
             minus = self._loss(batch)
-            self._perturb(seed, eps)
+            self._perturb(seed, eps, kept)
             projected.append((plus - minus) / (2 * eps))
             losses.append((plus + minus) / 2)
         if self.cfg.weight_decay:
             for p in self.params:
                 if p.dim() >= 2:
                     p.mul_(1 - lr * self.cfg.weight_decay)
-        for k, g in enumerate(projected):
-            self._perturb(int(self.seeds[k]), -lr * g / self.cfg.n)  # the update replays z once more
+        for k, g in enumerate(projected):  # the update replays z once more (or reuses the kept z)
+            self._perturb(int(self.seeds[k]), -lr * g / self.cfg.n, self.kept[k] if self.kept else None)
         return StepStats(loss=sum(losses) / len(losses), examples=batch.size,
                          forward_equivalents=2.0 * self.cfg.n)
 
@@ -147,8 +175,11 @@ class ZerothOrder:
         self.model.eval()
         return self.model(as_model_input(inputs, self.dtype)).float()
 
-    def memory_buffers(self) -> dict[str, Tensor]:
-        return {"perturbation_seeds": self.seeds}
+    def memory_buffers(self) -> dict[str, Any]:
+        buffers: dict[str, Any] = {"perturbation_seeds": self.seeds}
+        if self.cfg.noise == "keep":  # held from one step to the next, so the ledger sees it
+            buffers["kept_noise"] = [z for kept in self.kept for z in kept]
+        return buffers
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict()}

@@ -26,7 +26,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("harness.lm_eval_bridge",),
     ("harness.plan", "harness.config"),
     ("harness.meter", "harness.ledger", "harness.energy", "harness.budget", "harness.continual_metrics"),
-    ("harness.store", "harness.record", "harness.locks", "harness.environment"),
+    ("harness.store",),
+    ("harness.index_table", "harness.jsonable", "harness.locks", "harness.environment"),
+    ("harness.record", "harness.typed_json"),
     ("harness.registry",),
     ("harness.interface",),
 )

@@ -75,7 +75,9 @@ def test_env_steps_budget_is_refused_for_tasks_without_an_environment(tiny_suite
 def test_dqn_and_policy_gradient_learn_a_two_armed_bandit(tmp_path, monkeypatch) -> None:
     registry.discover()
     monkeypatch.setitem(registry._TASKS, "bandit_test", type("Bandit", (BanditTask,), {"name": "bandit_test"}))
-    cells = plan(resolve([f"suite={_suite(tmp_path, '{bandit: {task: bandit_test}}', 400)}"]))
+    # exploration runs on absolute steps: over the first 120 of these 400 (the suite's 900 suit 3,000)
+    cells = plan(resolve([f"suite={_suite(tmp_path, '{bandit: {task: bandit_test}}', 400)}",
+                          "method.dqn.exploration_steps=120"]))
     for cell in cells:
         record = run_cell(cell)
         assert record["status"] == "completed", record.get("traceback")

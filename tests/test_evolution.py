@@ -18,7 +18,7 @@ from methods.evolution import Evolution, EvolutionConfig
 from suites.tasks.image_classification import DigitsTask
 from suites.tasks.language_models import DecoderConfig
 from suites.tasks.synthetic_lm import SyntheticLMConfig, SyntheticLMTask
-from suites.tasks.vision_models import MLPConfig
+from suites.tasks.vision_models import MLPConfig, ViTConfig
 from suites.tasks.image_classification import DigitsConfig
 
 
@@ -69,12 +69,40 @@ def test_batched_low_rank_population_equals_explicit_members() -> None:
         assert torch.allclose(torch.tensor(batched), torch.tensor(explicit), atol=1e-4), (batched, explicit)
 
 
+def test_batched_perturbation_of_token_activations_equals_explicit_members() -> None:
+    """The ViT's Linears see [members * N, tokens, width] activations: the in-place batched
+    low-rank term (bias noise folded in as one more rank) is each member's own perturbation."""
+    task = DigitsTask(DigitsConfig(model="vit", vit=ViTConfig(patch_size=4, dim=16, depth=1, heads=2)))
+    method = _setup(task, EvolutionConfig(population=4, rank=2, sigma=0.05))
+    plain = copy.deepcopy(method.model)
+    batch = next(task.train_batches(8, torch.Generator().manual_seed(1)))
+    method._seed = 99
+    batched = method._population_losses(batch).tolist()
+    explicit = _explicit_losses(method, plain, batch)
+    assert torch.allclose(torch.tensor(batched), torch.tensor(explicit), atol=1e-4), (batched, explicit)
+
+
 def test_chunked_evaluation_equals_one_batched_forward() -> None:
     task = _lm()
     batch = next(task.train_batches(8, torch.Generator().manual_seed(1)))
     whole, chunked = _setup(task, EvolutionConfig(population=6)), _setup(task, EvolutionConfig(population=6, chunk=4))
     whole._seed = chunked._seed = 7
     assert torch.allclose(whole._population_losses(batch), chunked._population_losses(batch), atol=1e-5)
+
+
+def test_cpu_sized_chunks_give_the_whole_populations_losses(monkeypatch) -> None:
+    """chunk 0 on a CPU splits the population so activations stay cache-sized; the losses (and
+    the member each belongs to) are those of one forward of the whole population."""
+    import methods.evolution as evolution
+
+    task = _lm()
+    batch = next(task.train_batches(8, torch.Generator().manual_seed(1)))
+    monkeypatch.setattr(evolution, "CPU_FORWARD_ELEMENTS", 3 * 8 * 16 * 128)  # 3 members: 8 x 16 tokens x 128 (MLP)
+    auto, whole = _setup(task, EvolutionConfig(population=8)), _setup(task, EvolutionConfig(population=8, chunk=8))
+    auto._seed = whole._seed = 5
+    losses = auto._population_losses(batch)
+    assert auto._chunk(batch.size) == 3  # after the first forward (one member) measured the activations
+    assert torch.allclose(losses, whole._population_losses(batch), atol=1e-5)
 
 
 def test_the_update_points_down_the_gradient() -> None:

@@ -108,6 +108,30 @@ def test_predict_scores_every_label_without_learning(tiny_suite) -> None:
     assert all(torch.equal(before[k], v) for k, v in method.model.state_dict().items())
 
 
+@pytest.mark.parametrize("labels_per_forward", [10, 3, 1])
+@pytest.mark.parametrize("model", ["mlp", "vit"])
+def test_batched_label_sweep_equals_the_per_label_loop(model: str, labels_per_forward: int, tiny_suite,
+                                                       monkeypatch) -> None:
+    """Candidate labels batched into one forward (or groups) give each label's own goodness, hence
+    the same predictions."""
+    import methods.forward_forward as ff
+
+    method, task = _method(_cell(tiny_suite, *(VIT if model == "vit" else [])))
+    inputs = _batch(task).inputs
+    stem_elements = method.model.stem(inputs).numel()
+    monkeypatch.setattr(ff, "CPU_SWEEP_ELEMENTS", labels_per_forward * stem_elements)
+    for _ in range(3):  # trained a little, so the labels' scores differ
+        method.step(_batch(task, 64))
+    method.model.eval()
+    with torch.no_grad():
+        stem_out = method.model.stem(inputs)
+        loop = torch.stack([sum(method._goodness(method._block_outputs(stem_out, torch.full((len(inputs),), c))[k])
+                                for k in method.scored) for c in range(10)], dim=1)
+    batched = method.predict(inputs)
+    assert torch.allclose(batched, loop, rtol=1e-5, atol=1e-4)
+    assert torch.equal(batched.argmax(1), loop.argmax(1))
+
+
 def test_wrong_labels_are_wrong_and_hard_ones_follow_the_scores() -> None:
     labels = torch.arange(10).repeat(50)
     gen = torch.Generator().manual_seed(0)

@@ -22,7 +22,8 @@ import pytest
 import torch
 
 from harness import store as store_mod
-from harness.store import Store, StoreError, run_id, to_jsonable
+from harness.jsonable import run_id, to_jsonable
+from harness.store import Store, StoreError
 
 REPO = Path(__file__).resolve().parents[1]
 CORRUPT_NAME = re.compile(r"^record\.json\.corrupt-\d{8}T\d{6}(\.\d+)?$")
@@ -72,7 +73,7 @@ def test_run_id_changes_with_any_value(change):
 
 def test_run_id_is_the_same_in_another_process():
     cell = {"task": "mnist", "method": {"name": "bp", "lr": 0.001}, "seed": 3, "tags": ("a", "b")}
-    code = ("from harness.store import run_id; "
+    code = ("from harness.jsonable import run_id; "
             "print(run_id({'tags': ['a', 'b'], 'seed': 3, 'method': {'lr': 0.001, 'name': 'bp'}, "
             "'task': 'mnist'}))")
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "12345"}

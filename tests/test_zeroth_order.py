@@ -117,3 +117,26 @@ def test_config_errors_name_the_key() -> None:
         ZerothOrderConfig(eps=0)
     with pytest.raises(ValueError, match="n must be"):
         ZerothOrderConfig(n=0)
+
+
+def test_kept_noise_gives_the_replayed_steps_bit_for_bit_and_is_declared() -> None:
+    """noise=keep draws each z once per step instead of four times: the same z, the same arithmetic."""
+    task = SyntheticLMTask(SyntheticLMConfig(vocab_size=32, seq_len=16, n_train=64,
+                                             decoder=DecoderConfig(dim=32, depth=1, heads=2, context=16)))
+    methods = []
+    for noise in ("replay", "keep"):
+        method = ZerothOrder()
+        method.setup(SetupContext(model=task.build_model(torch.Generator().manual_seed(0)), task=task,
+                                  config=ZerothOrderConfig(lr=1e-2, n=3, weight_decay=0.1, noise=noise),
+                                  device=torch.device("cpu"), generator=torch.Generator().manual_seed(0),
+                                  budget_fraction=lambda: 0.0))
+        batches = task.train_batches(8, torch.Generator().manual_seed(0))
+        losses = [method.step(next(batches)).loss for _ in range(3)]
+        methods.append((method, losses))
+    (replay, replay_losses), (keep, keep_losses) = methods
+    assert replay_losses == keep_losses
+    assert all(torch.equal(a, b) for a, b in zip(replay.params, keep.params))
+    kept = keep.memory_buffers()["kept_noise"]
+    assert sum(z.numel() for z in kept) == 3 * sum(p.numel() for p in keep.params)  # n copies of z, declared
+    with pytest.raises(ValueError, match="noise"):
+        ZerothOrderConfig(noise="cache")
