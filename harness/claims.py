@@ -572,9 +572,9 @@ def staleness(document: Any, claim_path: Path, store: Store) -> str | None:
         return "the claim file changed since"
     for cell in provenance.get("cells") or []:
         try:
-            raw = store.load(cell["suite"], cell["run_id"])
+            record = store.load(cell["suite"], cell["run_id"])
         except (KeyError, ValueError):
             return "the verdict names a cell that is not a record"
-        if raw is None or record_sha256(raw) != cell.get("record_sha256"):
+        if record is None or record_sha256(record.to_dict()) != cell.get("record_sha256"):
             return f"the record of {cell.get('role')} seed {cell.get('seed')} ({cell.get('run_id')}) changed or is gone"
     return None

@@ -10,15 +10,22 @@
     bench env
     bench data shakespeare [--dir DIR] [--force]
 
-Exit codes: 0 success; 1 some cell failed or diverged; 2 bad input (nothing trained).
+Exit codes: 0 success; 1 some cell failed or diverged; 2 bad input (nothing trained) or a
+results directory that cannot be read or written (one message naming the path and the fix);
+130 / 143 interrupted by SIGINT / SIGTERM (finished cells are recorded).
+
+Read-only commands (status, report, claims list) never change a record and need no write
+access to the results directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -34,7 +41,7 @@ from harness.config import SUITES_DIR, ConfigError, RunConfig, available_suites,
 from harness.environment import environment
 from harness.export import EXPORTERS, ExportError
 from harness.interface import FetchableTask, TaskDataError
-from harness.launch import cell_states, check_data, launch, split_by_store
+from harness.launch import Cancelled, cell_states, check_data, launch, split_by_store
 from harness.sweep import expand_grid
 from harness.plan import Cell, plan
 from harness.loops.common import StepProgress
@@ -125,15 +132,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         run, cells = _resolve_cells(args.overrides, sweep)
     except (ConfigError, registry.RegistryError) as exc:
         return _fail(str(exc))
+    for note in run.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if args.dry_run:
         if not sweep:
             console.print_json(json.dumps(describe(run), default=str))
-        console.print(f"{len(cells)} cells")
+        try:
+            check_data(cells)
+        except (TaskDataError, ConfigError) as exc:
+            return _fail(str(exc))
+        console.print(f"{len(cells)} cells; the data of every task is available")
         return 0
 
     store = Store(run.results_dir)
     try:
         store.check_writable()
+        store.sweep_stale()
         split = split_by_store(cells, store)
     except StoreError as exc:
         return _fail(str(exc))
@@ -148,26 +162,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     if split.todo:
         try:
             check_data(split.todo)
-        except TaskDataError as exc:
+        except (TaskDataError, ConfigError) as exc:
             return _fail(str(exc))
         display = _Display(len(split.todo))
         try:
             with display.progress:
-                outcomes = launch(split.todo, run.results_dir, run.launcher, display.on_progress, display.on_record)
+                outcomes = launch(split.todo, run.results_dir, run.launcher, display.on_progress, display.on_record,
+                                  split.seen)
         except StoreError as exc:
             return _fail(f"{exc} Records written before this one are intact.")
-        except KeyboardInterrupt:
-            err_console.print("interrupted: finished cells are recorded; run the same command again to resume.")
-            return 130
+        except (KeyboardInterrupt, Cancelled) as exc:
+            signum = exc.signum if isinstance(exc, Cancelled) else signal.SIGINT
+            err_console.print(f"interrupted ({signal.Signals(signum).name}): the queue is cancelled and the workers "
+                              "stopped; finished cells are recorded; run the same command again to resume.")
+            return 128 + signum
         if outcomes["busy"]:
             console.print(f"{outcomes['busy']} cells are being trained by other workers: `bench status` shows them; "
                           "run this command again when they finish to see the full table.")
     else:
         console.print("nothing to train: every cell is already recorded (delete its record.json to redo one).")
 
-    records = [store.load(c.suite, c.run_id) for c in cells]
-    records = [r for r in records if r is not None]
-    store.rebuild_index()
+    try:
+        records = [store.load(c.suite, c.run_id) for c in cells]
+        records = [r for r in records if r is not None]
+        store.rebuild_index()
+    except StoreError as exc:
+        return _fail(f"{exc} The records are intact; the index is a cache that the next run rebuilds.")
     for table in render(summarise([r.to_dict() for r in records]), title=run.suite):
         console.print(table)
     return 1 if any(r.status in ("failed", "diverged") for r in records) else 0
@@ -178,7 +198,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         run, cells = _resolve_cells(args.overrides, sweep=False)
     except (ConfigError, registry.RegistryError) as exc:
         return _fail(str(exc))
-    counts = cell_states(cells, Store(run.results_dir))
+    store = Store(run.results_dir, read_only=True)  # status only reads: no lock taken for writing, nothing renamed
+    try:
+        store.check_readable()
+        counts = cell_states(cells, store)
+    except StoreError as exc:
+        return _fail(str(exc))
+    for path in store.unreadable:
+        err_console.print(f"[yellow]warning:[/] record {escape(str(path))} is unreadable; counted as missing "
+                          "(`bench run` sets it aside and runs its cell again).")
     table = Table(title=f"{run.suite}: {len(cells)} cells in {run.results_dir / run.suite}")
     states = ("completed", "running", "failed", "diverged", "unsupported", "missing")
     for column in ("task", "method", *states):
@@ -241,12 +269,17 @@ def cmd_claims(args: argparse.Namespace) -> int:
         for claim, path in claims:
             try:
                 document = claims_mod.verify(claim, runner, path, robustness=not args.no_robustness)
+                claims_mod.write_verdict(store, document)
             except ConfigError as exc:
                 return _fail(f"claim {claim.id}: {exc}")
-            claims_mod.write_verdict(store, document)
+            except StoreError as exc:
+                return _fail(f"claim {claim.id}: {exc} Records and verdicts written before are intact.")
             verdicts.append(document)
             _print_verdict(document)
-    store.rebuild_index()
+    try:
+        store.rebuild_index()
+    except StoreError as exc:
+        return _fail(f"{exc} The records are intact; the index is a cache that the next run rebuilds.")
     console.print(f"{len(verdicts)} claims verified, {runner.ran} cells trained; verdicts in {store.verdicts_dir}")
     return 0
 
@@ -288,14 +321,16 @@ def _claims_list(claims_mod: Any, claims_dir: Path, results_dir: Path) -> int:
     table = Table(title=f"claims in {claims_dir}")
     for column in ("id", "quantity", "relation", "method vs baseline", "suite/task", "last verdict"):
         table.add_column(column)
-    store = Store(results_dir)
+    store = Store(results_dir, read_only=True)
+    store.check_readable()
     verdicts = store.read_verdicts()
     for path in claims_mod.claim_paths(claims_dir):
         claim = claims_mod.load_claim(path)
         document = verdicts.get(claim.id)
-        last = ("not verified" if document is None else document.get("verdict", "unreadable")
-                if isinstance(document, dict) else "unreadable: verify again")
-        stale = claims_mod.staleness(document, path, store)
+        verdict = document.get("verdict") if isinstance(document, dict) else None
+        last = ("not verified" if document is None else verdict if isinstance(verdict, str)
+                else "unreadable: verify again")
+        stale = claims_mod.staleness(document, path, store) if isinstance(verdict, str) else None
         if stale:
             last += f" (stale: {stale})"
         versus = claim.method.name + (f" vs {claim.baseline.name}" if claim.baseline else "")
@@ -452,7 +487,23 @@ def main(argv: list[str] | None = None) -> int:
     env = sub.add_parser("env", help="print this machine's environment as recorded in every run")
     env.set_defaults(func=cmd_env)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except StoreError as exc:  # any storage problem a command did not catch itself
+        return _fail(str(exc))
+    except OSError as exc:  # ... or any other OS error: the path and a fix, never a traceback
+        return _fail(_os_error_message(exc))
+
+
+def _os_error_message(exc: OSError) -> str:
+    where = " ".join(str(p) for p in (exc.filename, exc.filename2) if p) or "a file"
+    fix = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some quota",
+           errno.EFBIG: "raise the file-size limit (`ulimit -f`)", errno.EROFS: "use a writable directory",
+           errno.EACCES: "fix its permissions", errno.EPERM: "fix its permissions",
+           errno.ENOTDIR: "move the file that stands where a directory is needed"}.get(exc.errno or 0,
+                                                                                       "check the path and the disk")
+    return (f"{where}: {exc.strerror or exc}. {fix[0].upper() + fix[1:]}, or choose another directory "
+            "(results_dir=DIR), and run the command again.")
 
 
 if __name__ == "__main__":

@@ -34,12 +34,21 @@ On the command line, `method.KEY=V` sets KEY for every selected method and
 kinds are exclusive); `tasks.LABEL.KEY=V` reaches into one task. Values are parsed
 as YAML (`[a,b]` is a list, `true`, `null`) and then coerced to the declared type,
 so `method.lr=1e-3` is a float. Every problem is a `ConfigError` naming the key
-and the fix.
+and the fix, raised before anything trains:
+
+- every number must be finite (NaN and infinity are refused for every float option of
+  every config dataclass), and a dataclass field may declare its range with
+  `field(metadata={"range": (low, high)})` (inclusive; None for an open end);
+- each task is constructed once while planning, so a task that refuses its config (a
+  ViT patch size that does not tile the image) says so now, not in the middle of a sweep;
+- a method named twice is run once, with a note (`RunConfig.notes`);
+- an empty `results_dir=` is refused (it would write into the current directory).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -64,6 +73,7 @@ TOP_LEVEL_KEYS = (
 # so no method decays its rate next to one that keeps it constant (issue: fair protocol).
 SCHEDULE_KEYS = ("schedule", "warmup", "min_lr_ratio")
 DEVICES = ("auto", "cpu", "cuda")
+MAX_SEEDS = 1000  # a count beyond this is a typo, not a benchmark
 
 
 class ConfigError(ValueError):
@@ -89,6 +99,7 @@ class LauncherConfig:
 
     kind: Literal["local", "submitit", "ray"] = "local"
     workers: int = 1  # local: processes (1 = this process, with a live progress display); 0 = one per core
+    retries: int = 1  # local pool: how often a cell whose worker died (e.g. OOM-killed) is tried again
     folder: str = ".submitit"  # submitit: logs and pickles, relative to the results directory
     cluster: Literal["auto", "slurm", "local", "debug"] = "auto"  # submitit: "local" runs jobs as local processes
     partition: str | None = None  # submitit (Slurm)
@@ -102,6 +113,8 @@ class LauncherConfig:
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0 (0 = one per core), got {self.workers}")
+        if self.retries < 0:
+            raise ValueError(f"retries must be >= 0, got {self.retries}")
         for key in ("timeout_min", "cpus_per_task", "mem_gb", "array_parallelism"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
@@ -128,6 +141,7 @@ class RunConfig:
     profile: str | None = None
     overrides: tuple[str, ...] = field(default=())
     pretrain_method: MethodSpec | None = None  # trains the `init_from` task of fine-tuning tasks
+    notes: tuple[str, ...] = field(default=())  # what resolution changed, for the user (duplicates dropped)
 
 
 # ----------------------------------------------------------------------------- suites
@@ -239,10 +253,22 @@ def build_dataclass(cls: type, values: dict[str, Any] | None, where: str) -> Any
                 f"Keys of {where}: {', '.join(fields)}."
             )
         kwargs[key] = coerce(value, hints[key], f"{where}.{key}")
+        _check_range(kwargs[key], fields[key], f"{where}.{key}")
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _check_range(value: Any, spec: dataclasses.Field, where: str) -> None:
+    """A field's declared `metadata["range"]` = (low, high), inclusive, None for an open end."""
+    low, high = spec.metadata.get("range", (None, None))
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    if (low is not None and value < low) or (high is not None and value > high):
+        span = f"between {low} and {high}" if low is not None and high is not None else (
+            f"at least {low}" if low is not None else f"at most {high}")
+        raise ConfigError(f"{where} must be {span}, got {value!r}.")
 
 
 def _sweep_hint(value: Any) -> str:
@@ -305,14 +331,22 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
                 pass
         raise ConfigError(f"{where} must be an integer, got {value!r}.{_sweep_hint(value)}")
     if annotation is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
+            except OverflowError:  # an int too large for a float
+                number = math.inf
+        elif isinstance(value, str):
+            try:
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where} must be a number, got {value!r}.{_sweep_hint(value)}")
+        if number is None:
+            raise ConfigError(f"{where} must be a number, got {value!r}.{_sweep_hint(value)}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}.")
+        return number
     if annotation is str:
         if isinstance(value, str):
             return value
@@ -374,8 +408,12 @@ def _validate(raw: dict[str, Any], profile: str | None, overrides: tuple[str, ..
     device = coerce(raw.get("device", "auto"), Literal["auto", "cpu", "cuda"], "device")
     tasks = _select_tasks(_tasks(raw.get("tasks"), raw.get("data_dir")), raw.get("task"))
     _check_env_steps(budget, tasks)
-    methods = _methods(raw, tasks)
+    methods, notes = _methods(raw, tasks)
     pretrain_method = _pretrain_method(raw, tasks)
+    results_dir = raw.get("results_dir", "results")
+    if results_dir is None or not str(results_dir).strip():
+        raise ConfigError("results_dir is empty: name a directory, e.g. results_dir=results "
+                          "(an empty one would write into the current directory).")
     return RunConfig(
         suite=str(raw["suite"]),
         description=str(raw.get("description") or ""),
@@ -390,10 +428,11 @@ def _validate(raw: dict[str, Any], profile: str | None, overrides: tuple[str, ..
         meter=build_dataclass(MeterConfig, raw.get("meter"), "meter"),
         launcher=_launcher(raw.get("launcher")),
         shift=build_dataclass(ShiftConfig, raw.get("shift"), "shift"),
-        results_dir=Path(str(raw.get("results_dir", "results"))),
+        results_dir=Path(str(results_dir)),
         profile=profile,
         overrides=overrides,
         pretrain_method=pretrain_method,
+        notes=notes,
     )
 
 
@@ -470,8 +509,8 @@ def _seeds(value: Any) -> tuple[int, ...]:
             raise ConfigError(f"seeds must be a non-empty list of distinct integers, got {value!r}.")
         return seeds
     count = coerce(value, int, "seeds")
-    if count < 1:
-        raise ConfigError(f"seeds must be at least 1 (the number of seeds to run), got {count}.")
+    if not 1 <= count <= MAX_SEEDS:
+        raise ConfigError(f"seeds must be between 1 and {MAX_SEEDS} (the number of seeds to run), got {count}.")
     return tuple(range(count))
 
 
@@ -493,7 +532,12 @@ def _tasks(value: Any, data_dir: Any) -> tuple[TaskSpec, ...]:
             raise ConfigError(f"tasks.{label}.task: {exc}") from exc
         if data_dir is not None and "data_dir" in {f.name for f in dataclasses.fields(task_cls.Config)}:
             body.setdefault("data_dir", str(data_dir))
-        specs.append(TaskSpec(str(label), name, build_dataclass(task_cls.Config, body, f"tasks.{label}")))
+        config = build_dataclass(task_cls.Config, body, f"tasks.{label}")
+        try:  # tasks check their shapes when constructed (cheap: data loads later)
+            task_cls(config)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"tasks.{label}: {exc}") from exc
+        specs.append(TaskSpec(str(label), name, config))
     return tuple(specs)
 
 
@@ -512,13 +556,20 @@ def _select_tasks(tasks: tuple[TaskSpec, ...], selection: Any) -> tuple[TaskSpec
     return tuple(t for t in tasks if t.label in wanted)
 
 
-def _methods(raw: dict[str, Any], tasks: tuple[TaskSpec, ...]) -> tuple[MethodSpec, ...]:
+def _methods(raw: dict[str, Any], tasks: tuple[TaskSpec, ...]) -> tuple[tuple[MethodSpec, ...], tuple[str, ...]]:
+    """The selected methods (each once) and notes on what was dropped."""
     selection = raw.get("method", "all")
     names = registry.method_names() if selection == "all" else selection
     if isinstance(names, str):
         names = [names]
     if not isinstance(names, (list, tuple)) or not names:
         raise ConfigError(f"method must be a name, a list of names or 'all'; got {selection!r}.")
+    unique = list(dict.fromkeys(str(n) for n in names))
+    notes = ()
+    if len(unique) < len(names):
+        twice = sorted({str(n) for n in names if [str(m) for m in names].count(str(n)) > 1})
+        notes = (f"method {', '.join(twice)} named more than once in method={list(names)}; each runs once.",)
+    names = unique
     suite_options = raw.get("method_options") or {}
     if not isinstance(suite_options, dict):
         raise ConfigError(f"method_options must map method names to their settings, got {suite_options!r}.")
@@ -548,7 +599,7 @@ def _methods(raw: dict[str, Any], tasks: tuple[TaskSpec, ...]) -> tuple[MethodSp
         rule = {k: v for k, v in schedule.items() if k in known}
         values = {**own, **rule, **common, **(specific.get(name) or {})}
         specs.append(MethodSpec(name, build_dataclass(method_cls.Config, values, f"method.{name}")))
-    return tuple(specs)
+    return tuple(specs), notes
 
 
 def _schedule(raw: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,12 @@ a full disk and a half-written file without losing or silently replacing results
   is written with `allow_nan=False`, so the files stay strict JSON.
 - A record that cannot be parsed is set aside (renamed, logged, listed in
   `Store.set_aside`), never deleted or overwritten, and its cell counts as not run.
+- Readers never change a record: a `Store(root, read_only=True)` (bench status, claims
+  list) and the index readers (`read_index`, `read_curves`, used by reports) skip an
+  unreadable record (listed in `Store.unreadable`) instead of setting it aside, and
+  need no write access. A stale or unreadable parquet cache is rebuilt from the records
+  in memory and written back only when the directory is writable and nobody holds the
+  index lock.
 - Every OS error on the way to disk becomes a `StoreError` that names the path, the
   cause and what to do.
 """
@@ -46,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.index_table import ID_COLUMNS, INDEX_ID_COLUMNS, empty_frame, flatten, frame, label, parquet_bytes
 from harness.jsonable import to_jsonable
-from harness.locks import index_lock
+from harness.locks import LOCK_NAME, MARKER_NAME, LockTimeout, index_lock, try_claim
 from harness.record import Record, RecordError, parse_record
 
 if TYPE_CHECKING:  # pandas is imported only where the index is built or read
@@ -62,6 +68,9 @@ CURVES_NAME = "curves.parquet"
 
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
+
+
+Version = tuple[int, int] | None  # a record file's (inode, mtime ns): changes with every write
 
 
 class StoreError(RuntimeError):
@@ -162,9 +171,13 @@ class Store:
     """
 
     root: Path
+    read_only: bool = False  # never rename or write anything: for status, reports, claims list
     set_aside: list[Path] = field(default_factory=list, init=False)
+    unreadable: list[Path] = field(default_factory=list, init=False)  # skipped, left in place
 
     def __post_init__(self) -> None:
+        if isinstance(self.root, str) and not self.root.strip():  # Path("") would be the current directory
+            raise StoreError("results_dir is empty: name a directory, e.g. results_dir=results.")
         self.root = Path(self.root)
 
     # paths ------------------------------------------------------------------
@@ -267,12 +280,83 @@ class Store:
         except OSError as err:
             raise _store_error(probe, err) from err
 
+    def check_readable(self) -> None:
+        """A results directory to read must be a directory we can list (it may be read-only)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise _store_error(self.root, NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)),
+                               doing="read", subject="results directory")
+        if self.root.exists() and not os.access(self.root, os.R_OK | os.X_OK):
+            raise _store_error(self.root, PermissionError(errno.EACCES, os.strerror(errno.EACCES)),
+                               doing="read", subject="results directory")
+
+    def sweep_stale(self) -> list[Path]:
+        """Remove temp files and `running.json` markers that killed processes left behind.
+
+        Only those older than the newest completed record, and in a cell only while holding
+        its lock (so never a live worker's), at the root only while holding the index lock.
+        Returns what was removed; failures to remove are left for the next sweep.
+        """
+        records = list(self.root.glob(f"*/*/{RECORD_NAME}"))
+        try:
+            newest = max((p.stat().st_mtime_ns for p in records), default=None)
+        except OSError:
+            return []
+        if newest is None:
+            return []
+
+        def stale(path: Path) -> bool:
+            try:
+                return path.stat().st_mtime_ns < newest
+            except OSError:
+                return False
+
+        removed: list[Path] = []
+
+        def remove(paths: list[Path]) -> None:
+            for path in paths:
+                try:
+                    path.unlink()
+                    removed.append(path)
+                except OSError:
+                    pass
+
+        cells = {p.parent for p in self.root.glob("*/*/*.tmp")} | {p.parent for p in self.root.glob(f"*/*/{MARKER_NAME}")}
+        for cell_dir in sorted(cells):
+            leftovers = [p for p in [*cell_dir.glob(".*.tmp"), cell_dir / MARKER_NAME] if p.exists() and stale(p)]
+            if not leftovers or not (cell_dir / LOCK_NAME).exists():
+                continue
+            try:
+                claim = try_claim(cell_dir, marker=False)
+            except OSError:
+                continue
+            if claim is not None:
+                with claim:
+                    remove(leftovers)
+        leftovers = [p for p in [*self.root.glob(".*.tmp"), *self.verdicts_dir.glob(".*.tmp")] if stale(p)]
+        if leftovers:
+            try:
+                with index_lock(self.root, timeout=0):
+                    remove(leftovers)
+            except (LockTimeout, OSError):
+                pass
+        for path in removed:
+            log.info("removed %s, left behind by a killed process", path)
+        return removed
+
     # records ----------------------------------------------------------------
 
     def load(self, suite: str, run_id: str) -> Record | None:
         """The stored record, or None when the cell has to be (re-)run: absent, or corrupt or
         of the wrong shape (then set aside, see `_read`)."""
         return self._read(self.record_path(suite, run_id))
+
+    def record_version(self, suite: str, run_id: str) -> Version:
+        """Changes whenever the record is (re)written, whoever writes it; None when there is none."""
+        try:
+            stat = self.record_path(suite, run_id).stat()
+        except OSError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns
 
     def write(self, suite: str, run_id: str, record: Record | Mapping[str, Any]) -> Path:
         """Write `record` atomically to its `record.json` and return the path.
@@ -295,33 +379,35 @@ class Store:
         _atomic_write(path, text.encode("utf-8"))
         return path
 
-    def records(self, suite: str | None = None) -> list[Record]:
+    def records(self, suite: str | None = None, set_aside: bool = True) -> list[Record]:
         """Every readable record (of one suite, or all), sorted by path; corrupt ones and ones
-        of the wrong shape are set aside and skipped."""
+        of the wrong shape are set aside (unless `set_aside` is False or the store is
+        read-only: then only skipped) ."""
         pattern = f"{suite}/*/{RECORD_NAME}" if suite is not None else f"*/*/{RECORD_NAME}"
         if suite is not None:
             self.record_path(suite, "x")  # validate the name
         out = []
         for path in sorted(self.root.glob(pattern)):
-            record = self._read(path)
+            record = self._read(path, set_aside)
             if record is not None:
                 out.append(record)
         return out
 
-    def _read(self, path: Path) -> Record | None:
+    def _read(self, path: Path, set_aside: bool = True) -> Record | None:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as err:
             raise _store_error(path, err, doing="read") from err
+        set_aside = set_aside and not self.read_only
         try:
             record = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
-            self._set_aside(path, f"it is not valid JSON ({err})")
+            self._set_aside(path, f"it is not valid JSON ({err})", set_aside)
             return None
         if not isinstance(record, dict):
-            self._set_aside(path, f"it holds a JSON {type(record).__name__}, not an object")
+            self._set_aside(path, f"it holds a JSON {type(record).__name__}, not an object", set_aside)
             return None
         # The directory is where the record lives; fill the ids from it if the record lacks them.
         record.setdefault("suite", path.parent.parent.name)
@@ -329,12 +415,18 @@ class Store:
         try:
             return parse_record(record)
         except RecordError as err:  # e.g. {"status": "completed"}: never counted as a finished cell
-            self._set_aside(path, f"it is not a record of this harness ({err})")
+            self._set_aside(path, f"it is not a record of this harness ({err})", set_aside)
             return None
 
-    def _set_aside(self, path: Path, why: str) -> Path:
+    def _set_aside(self, path: Path, why: str, rename: bool = True) -> Path:
         """Rename a corrupt record to `record.json.corrupt-<UTC stamp>` (with a counter if
-        that name is taken), so its cell re-runs while the bytes stay for inspection."""
+        that name is taken), so its cell re-runs while the bytes stay for inspection.
+        With `rename` False (readers) the record stays where it is, listed in `unreadable`."""
+        if not rename:
+            log.warning("record %s is unreadable (%s); skipped (a `bench run` of its suite sets it aside "
+                        "and runs the cell again)", path, why)
+            self.unreadable.append(path)
+            return path
         base = path.with_name(f"{path.name}.corrupt-{_utc_stamp()}")
         target, n = base, 1
         while target.exists():  # never overwrite an earlier set-aside file
@@ -359,14 +451,24 @@ class Store:
         values have different types across records is stored as strings. Rebuilds by
         concurrent workers are serialised (harness/locks.py), and each reads the records
         inside the lock, so the last rebuild lists every record written before it.
+        A lock held too long, or a disk that refuses the write, is a StoreError naming the
+        path (the records themselves are untouched).
         """
-        with index_lock(self.root):
-            return self._rebuild_index()
+        try:
+            with index_lock(self.root):
+                index, curves = self._frames(set_aside=True)
+                self._write_frames(index, curves)
+        except LockTimeout as err:
+            raise StoreError(str(err)) from err
+        except OSError as err:  # the lock file itself (a read-only or full results directory)
+            raise _store_error(Path(err.filename or self.root / INDEX_NAME), err) from err
+        return self.index_path
 
-    def _rebuild_index(self) -> Path:
+    def _frames(self, set_aside: bool) -> tuple[pandas.DataFrame, pandas.DataFrame]:
+        """The index and curves tables, built from the records in memory."""
         index_rows: list[dict[str, Any]] = []
         curve_rows: list[dict[str, Any]] = []
-        for typed in self.records():
+        for typed in self.records(set_aside=set_aside):
             record = typed.to_dict()
             curve = record.get("curve") or []
             index_rows.append(flatten({k: v for k, v in record.items() if k != "curve"}))
@@ -376,35 +478,62 @@ class Store:
                     curve_rows.append({**flatten(point), **ids})
         index = frame(index_rows, INDEX_ID_COLUMNS) if index_rows else empty_frame(INDEX_ID_COLUMNS)
         curves = frame(curve_rows, ID_COLUMNS) if curve_rows else empty_frame((*ID_COLUMNS, "step"))
+        return index, curves
+
+    def _write_frames(self, index: pandas.DataFrame, curves: pandas.DataFrame) -> None:
         # Curves first: the index is what readers check for, so it appears last.
         _atomic_write(self.curves_path, parquet_bytes(curves))
         _atomic_write(self.index_path, parquet_bytes(index))
-        return self.index_path
 
     def _index_stale(self) -> bool:
-        """Missing, older than a record, or listing a different number of records (one was deleted)."""
+        """Missing, unreadable, older than a record, or listing a different number of records
+        (one was deleted)."""
         if not (self.index_path.exists() and self.curves_path.exists()):
             return True
+        import pyarrow
         import pyarrow.parquet as pq
 
-        built = min(self.index_path.stat().st_mtime_ns, self.curves_path.stat().st_mtime_ns)
-        paths = list(self.root.glob(f"*/*/{RECORD_NAME}"))
-        if any(p.stat().st_mtime_ns > built for p in paths):
+        try:
+            built = min(self.index_path.stat().st_mtime_ns, self.curves_path.stat().st_mtime_ns)
+            paths = list(self.root.glob(f"*/*/{RECORD_NAME}"))
+            if any(p.stat().st_mtime_ns > built for p in paths):
+                return True
+            return pq.ParquetFile(self.index_path).metadata.num_rows != len(paths)
+        except (OSError, ValueError, pyarrow.ArrowException) as err:  # a garbage cache: rebuild it
+            log.warning("results cache %s is unreadable (%s); rebuilding it from the records", self.index_path, err)
             return True
-        return pq.ParquetFile(self.index_path).metadata.num_rows != len(paths)
+
+    def _cached(self, path: Path) -> pandas.DataFrame | None:
+        """A parquet cache as a DataFrame, or None when it is stale or unreadable."""
+        import pandas as pd
+        import pyarrow
+
+        if self._index_stale():
+            return None
+        try:
+            return pd.read_parquet(path)
+        except (OSError, ValueError, pyarrow.ArrowException) as err:
+            log.warning("results cache %s is unreadable (%s); rebuilding it from the records", path, err)
+            return None
+
+    def _fresh_frames(self) -> tuple[pandas.DataFrame, pandas.DataFrame]:
+        """Both tables from the records, without changing any record; written back as the
+        cache when this store may write and the index lock is free right now."""
+        index, curves = self._frames(set_aside=False)
+        if not self.read_only:
+            try:
+                with index_lock(self.root, timeout=0):
+                    self._write_frames(index, curves)
+            except (LockTimeout, OSError, StoreError) as err:  # a cache we cannot write is no error
+                log.info("results cache under %s not refreshed: %s", self.root, err)
+        return index, curves
 
     def read_index(self) -> pandas.DataFrame:
-        """The index as a DataFrame; rebuilt first when missing or older than a record."""
-        import pandas as pd
-
-        if self._index_stale():
-            self.rebuild_index()
-        return pd.read_parquet(self.index_path)
+        """The index as a DataFrame; rebuilt from the records when missing, stale or unreadable."""
+        cached = self._cached(self.index_path)
+        return cached if cached is not None else self._fresh_frames()[0]
 
     def read_curves(self) -> pandas.DataFrame:
-        """The long-format curves table; rebuilt first when missing or older than a record."""
-        import pandas as pd
-
-        if self._index_stale():
-            self.rebuild_index()
-        return pd.read_parquet(self.curves_path)
+        """The long-format curves table; rebuilt from the records when missing, stale or unreadable."""
+        cached = self._cached(self.curves_path)
+        return cached if cached is not None else self._fresh_frames()[1]

@@ -16,7 +16,7 @@ import itertools
 
 import yaml
 
-from harness.config import parse_overrides
+from harness.config import ConfigError, parse_overrides
 
 RUN_LEVEL_LISTS = frozenset({"method", "seeds", "task"})
 
@@ -31,6 +31,8 @@ def expand_grid(args: list[str]) -> list[list[str]]:
     axes: list[tuple[str, list[object]]] = []
     for arg, (key, value) in zip(args, parse_overrides(args)):
         if isinstance(value, list) and key not in RUN_LEVEL_LISTS:
+            if not value:
+                raise ConfigError(f"{arg} is an empty sweep axis: give it at least one value, e.g. {key}=[a,b].")
             axes.append((key, value))
         else:
             fixed.append(arg)
