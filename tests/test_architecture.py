@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Top to bottom; a module may import only from its own layer or the layers below it.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("harness.cli", "harness.lm_eval_cli"),
-    ("harness.launch", "harness.claims", "harness.calibrate", "harness.sweep", "harness.report", "harness.export",
+    ("harness.launch", "harness.claims", "harness.claim_files", "harness.calibrate", "harness.sweep", "harness.report",
+     "harness.export",
      "harness.api"),
     ("harness.quantities", "harness.stats"),
     ("harness.runner",),

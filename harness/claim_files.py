@@ -1,0 +1,162 @@
+"""Claim files: what a claim says, checked when it is read, and the template `bench claims new` writes.
+
+A claim (suites/claims/<id>.yaml) names a method and a baseline (each a `Side`, with an
+optional learning-rate search space), a suite and one of its tasks, a budget, the number
+of seeds, a measured quantity (harness/quantities.py) and the expected relation. Every
+key is validated on load (`build_dataclass`), the error budget cannot be loosened, and
+`overrides` may hold only what cannot change the comparison (`SAFE_OVERRIDES`).
+harness/claims.py turns a claim into cells and a verdict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness import registry
+from harness.config import SUITES_DIR, ConfigError, build_dataclass
+from harness.quantities import QUANTITIES
+from harness.stats import ALPHA, MIN_SEEDS, Relation, boundaries
+
+CLAIMS_DIR = SUITES_DIR / "claims"
+SAFE_OVERRIDES = ("threads", "device", "results_dir", "data_dir", "launcher", "meter")
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: a registered method and its settings."""
+
+    name: str
+    config: dict[str, Any] = field(default_factory=dict)
+    tune_lr: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    statement: str
+    source: str
+    method: Side
+    suite: str
+    task: str
+    quantity: str
+    relation: str
+    baseline: Side | None = None
+    seeds: int = 3
+    budget: dict[str, float] | None = None
+    target: float | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    profile: str | None = None  # a profile of the suite (part of the claim, unlike overrides)
+    confidence: float | None = None  # older files: accepted only when it does not loosen ALPHA
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        if self.quantity not in QUANTITIES:
+            raise ValueError(f"unknown quantity {self.quantity!r}{registry.did_you_mean(self.quantity, list(QUANTITIES))}"
+                             f" Quantities: {', '.join(QUANTITIES)}.")
+        Relation.parse(self.relation)
+        quantity = QUANTITIES[self.quantity]
+        if quantity.kind != "value" and self.baseline is None:
+            raise ValueError(f"quantity {self.quantity} compares with a baseline: add `baseline: {{name: ...}}`")
+        if quantity.needs_target and self.target is None:
+            raise ValueError(f"quantity {self.quantity} needs `target:` (the validation metric to reach)")
+        if QUANTITIES[self.quantity].kind == "ratio":
+            boundaries(Relation.parse(self.relation), log_scale=True)  # a ratio's bound must be positive
+        if self.seeds < MIN_SEEDS:
+            raise ValueError(f"seeds: {self.seeds} is too few: a verdict needs at least {MIN_SEEDS} seeds (with 2, the "
+                             f"t quantile is 12.7 and the spread rests on one difference); set `seeds: {MIN_SEEDS}`")
+        if self.confidence is not None and not (1 - ALPHA <= self.confidence < 1):
+            raise ValueError(f"confidence: {self.confidence} would loosen the fixed {100 * ALPHA:g}% false-support rate "
+                             f"that every claim shares; remove the key (or give a value from {1 - ALPHA:g} up to "
+                             "below 1, which only tightens it)")
+        profile = self.overrides.get("profile")
+        if profile is not None and self.profile is not None and profile != self.profile:
+            raise ValueError(f"profile {self.profile!r} and overrides.profile {profile!r} disagree: keep one")
+        check_overrides(self.overrides.items(), "overrides", allow_profile=True)
+
+    @property
+    def suite_profile(self) -> str | None:
+        return self.profile if self.profile is not None else self.overrides.get("profile")
+
+    @property
+    def alpha(self) -> float:
+        """The claim's total false-support rate: ALPHA, or less when `confidence` tightens it."""
+        return ALPHA if self.confidence is None else min(ALPHA, 1 - self.confidence)
+
+    def design(self) -> dict[str, Any]:
+        """What the claim compares and how, without the seed count: a change here is a new claim."""
+        return {"method": dataclasses.asdict(self.method),
+                "baseline": None if self.baseline is None else dataclasses.asdict(self.baseline),
+                "suite": self.suite, "task": self.task, "quantity": self.quantity, "relation": self.relation,
+                "budget": self.budget, "target": self.target, "profile": self.suite_profile}
+
+
+def check_overrides(pairs: Any, where: str, allow_profile: bool = False) -> None:
+    """Refuse any override that could change what is compared, naming the key."""
+    for key, _ in pairs:
+        head = str(key).split(".")[0]
+        if head in SAFE_OVERRIDES or (allow_profile and key == "profile"):
+            continue
+        allowed = ", ".join(f"{k}.*" if k in ("launcher", "meter") else k for k in SAFE_OVERRIDES)
+        raise ConfigError(f"{where}: {key} cannot be overridden for a claim: it could change what is compared. "
+                          f"Only {allowed} may be set; put method, baseline, seeds, budget or profile in the "
+                          "claim file itself (its hash is in the verdict).")
+
+
+# ------------------------------------------------------------------------------ files
+
+
+def claim_paths(claims_dir: Path = CLAIMS_DIR) -> list[Path]:
+    return sorted(claims_dir.glob("*.yaml"))
+
+
+def load_claim(path: Path) -> Claim:
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"claim file {path} is not valid YAML: {exc}") from exc
+    claim = build_dataclass(Claim, raw, f"claim {path.stem}")
+    if claim.id != path.stem:
+        raise ConfigError(f"claim file {path} has id {claim.id!r}; the id must equal the file name ({path.stem!r}).")
+    return claim
+
+
+def find_claim(claim_id: str, claims_dir: Path = CLAIMS_DIR) -> Path:
+    path = claims_dir / f"{claim_id}.yaml"
+    if not path.is_file():
+        known = [p.stem for p in claim_paths(claims_dir)]
+        raise ConfigError(f"no claim {claim_id!r} in {claims_dir}.{registry.did_you_mean(claim_id, known)} "
+                          f"Claims: {', '.join(known) or 'none'} (or `bench claims new {claim_id}`).")
+    return path
+
+
+TEMPLATE = """\
+# A claim the harness can check. Every key is validated; `bench claims verify {id}` runs it.
+id: {id}
+source: "Who made the claim, where (talk, paper, press release), and a link or reference."
+statement: "The claim in the words it was made."
+method: {{name: backprop, config: {{}}}}        # the paradigm the claim is about
+baseline: {{name: backprop, config: {{}}, tune_lr: [0.0003, 0.001, 0.003]}}  # strongest reasonable baseline
+suite: vision-vit                             # suites/<suite>.yaml
+task: mlp                                     # a task label of that suite
+quantity: accuracy_gap                        # {quantities}
+relation: "within 0.01"                       # '>= X', '<= X' or 'within M' (equivalence margin M)
+seeds: 3
+budget: {{examples: 275000}}                    # null: the suite's budget
+target: null                                  # validation metric to reach, for *-to-target quantities
+profile: null                                 # a profile of the suite, e.g. quick
+overrides: {{}}                                 # only threads, device, results_dir, data_dir, launcher.*, meter.*
+notes: "How the words were mapped to this test, and what it does not cover."
+"""
+
+
+def new_claim(claim_id: str, claims_dir: Path = CLAIMS_DIR) -> Path:
+    path = claims_dir / f"{claim_id}.yaml"
+    if path.exists():
+        raise ConfigError(f"claim {claim_id!r} already exists at {path}; edit it or choose another id.")
+    path.write_text(TEMPLATE.format(id=claim_id, quantities=" | ".join(QUANTITIES)))
+    return path
