@@ -69,6 +69,12 @@ class Claim:
         if self.seeds < MIN_SEEDS:
             raise ValueError(f"seeds: {self.seeds} is too few: a verdict needs at least {MIN_SEEDS} seeds (with 2, the "
                              f"t quantile is 12.7 and the spread rests on one difference); set `seeds: {MIN_SEEDS}`")
+        sides = [side for side in (self.method, self.baseline) if side is not None and side.tune_lr]
+        if len({len(side.tune_lr) for side in sides}) > 1:
+            raise ValueError("both sides get the same tuning effort: method.tune_lr and baseline.tune_lr must hold "
+                             f"as many values (got {', '.join(f'{s.name}: {len(s.tune_lr)}' for s in sides)})")
+        if any(lr <= 0 for side in sides for lr in side.tune_lr):
+            raise ValueError("tune_lr values are learning rates: every one must be > 0")
         if self.confidence is not None and not (1 - ALPHA <= self.confidence < 1):
             raise ValueError(f"confidence: {self.confidence} would loosen the fixed {100 * ALPHA:g}% false-support rate "
                              f"that every claim shares; remove the key (or give a value from {1 - ALPHA:g} up to "
@@ -141,6 +147,7 @@ source: "Who made the claim, where (talk, paper, press release), and a link or r
 statement: "The claim in the words it was made."
 method: {{name: backprop, config: {{}}}}        # the paradigm the claim is about
 baseline: {{name: backprop, config: {{}}, tune_lr: [0.0003, 0.001, 0.003]}}  # strongest reasonable baseline
+# Equal tuning: the method gets as many trials (its own tune_lr, or its lr x 0.5, 1, 2 by default).
 suite: vision-vit                             # suites/<suite>.yaml
 task: mlp                                     # a task label of that suite
 quantity: accuracy_gap                        # {quantities}

@@ -21,10 +21,12 @@ Nothing but the claim file decides what is compared:
   seeds seen at each look are kept in the verdict file (`looks`) so that adding seeds
   later is spent from the same 5%.
 
-The strong-baseline rule:
-- `baseline.tune_lr: [...]` sweeps the baseline's learning rate on TUNING_SEED, a seed
-  the comparison never uses, under the same budget, and keeps the best *validation*
-  metric; every compared seed then uses it.
+The equal-tuning rule (AlgoPerf's external tuning ruleset):
+- when either side names `tune_lr: [...]`, both sides get the same number of trials: a
+  side without its own list is tuned over its lr x 2^k around its configured value. Trials
+  run on TUNING_SEED, a seed the comparison never uses, under the same budget, and are
+  chosen by the claim's own quantity where it reads a validation curve (the cost to the
+  claim's target), else by the validation metric; the verdict file lists every trial.
 - a baseline that diverges is not a strong baseline: the claim is not comparable until
   it is tuned. A method that diverges is counted as the worst outcome for it, named in
   the verdict ("diverged in k of n seeds"), so it can be refuted.
@@ -196,27 +198,71 @@ def _val_score(record: Record) -> float:
     return value if record.higher_is_better else -value
 
 
-def _tuned_baseline(claim: Claim, runner: ClaimCells) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The baseline config with the learning rate that won the validation sweep on TUNING_SEED."""
-    side = claim.baseline
-    assert side is not None
-    if not side.tune_lr:
+def search_space(side: Side, trials: int) -> tuple[float, ...]:
+    """The learning rates a side is tuned over: its own `tune_lr`, else `trials` rates spaced by
+    factors of 2 around its configured (or default) lr, the method's declared default space."""
+    if side.tune_lr:
+        return tuple(side.tune_lr)
+    fields = {f.name: f for f in dataclasses.fields(registry.get_method(side.name).Config)}
+    if trials == 0 or "lr" not in fields:
+        return ()
+    centre = float(side.config.get("lr", fields["lr"].default))
+    return tuple(centre * 2.0 ** (k - (trials - 1) / 2) for k in range(trials))
+
+
+def _trial_score(claim: Claim, quantity: Quantity, record: Record) -> float:
+    """What a tuning trial is chosen by: the claim's own quantity where it reads a validation
+    curve (a cost to the claim's target: lower is better), else the validation metric."""
+    if quantity.to_target and claim.target is not None:
+        cost = quantity.read(record, claim.target).value
+        return -cost if math.isfinite(cost) else -math.inf
+    return _val_score(record)
+
+
+def _tuned(claim: Claim, side: Side, space: tuple[float, ...], runner: ClaimCells,
+           quantity: Quantity) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`side`'s config with the learning rate that won on TUNING_SEED, and every trial."""
+    if not space:
         return dict(side.config), []
-    sweep = []
-    for lr in side.tune_lr:
+    trials = []
+    for lr in space:
         config = {**side.config, "lr": lr}
         record = runner.records(_cells(claim, side, config, [TUNING_SEED], runner.extra), "tuning")[TUNING_SEED]
-        if problem := _incomplete({TUNING_SEED: record}, f"baseline sweep lr={lr}", allow_diverged=False):
-            sweep.append({"lr": lr, "seed": TUNING_SEED, "val": None, "status": problem})
+        if problem := _incomplete({TUNING_SEED: record}, f"{side.name} trial lr={lr:g}", allow_diverged=False):
+            trials.append({"lr": lr, "seed": TUNING_SEED, "val": None, "score": None, "status": problem})
             continue
         assert record is not None
-        sweep.append({"lr": lr, "seed": TUNING_SEED, "val": record.final_metric("val"), "score": _val_score(record),
-                      "status": "completed"})
-    finished = [s for s in sweep if s["val"] is not None]
+        trials.append({"lr": lr, "seed": TUNING_SEED, "val": record.final_metric("val"),
+                       "score": _finite(_trial_score(claim, quantity, record)), "status": "completed"})
+    finished = [t for t in trials if t["val"] is not None]
     if not finished:
-        raise NotComparable(f"every learning rate of the baseline sweep failed: {sweep}")
-    best = max(finished, key=lambda s: s["score"])
-    return {**side.config, "lr": best["lr"]}, sweep
+        raise NotComparable(f"every tuning trial of {side.name} failed: {trials}")
+    best = max(finished, key=lambda t: -math.inf if t["score"] is None else t["score"])
+    return {**side.config, "lr": best["lr"]}, trials
+
+
+def tune_both(claim: Claim, runner: ClaimCells, quantity: Quantity) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The equal-tuning rule (AlgoPerf's external tuning): both sides get the same number of
+    trials, on TUNING_SEED's validation split, chosen by the claim's own quantity.
+
+    Returns (method config, baseline config, the record of the tuning for the verdict file).
+    A side that cannot be tuned (no `lr`) means neither is: equal effort, said in the record.
+    """
+    assert claim.baseline is not None
+    trials = max(len(claim.method.tune_lr), len(claim.baseline.tune_lr))
+    spaces = {"method": search_space(claim.method, trials), "baseline": search_space(claim.baseline, trials)}
+    untunable = [name for name, space in spaces.items() if trials and not space]
+    if untunable:
+        spaces = {"method": (), "baseline": ()}
+    method_config, method_trials = _tuned(claim, claim.method, spaces["method"], runner, quantity)
+    baseline_config, baseline_trials = _tuned(claim, claim.baseline, spaces["baseline"], runner, quantity)
+    record = {"trials_per_side": len(spaces["method"]), "seed": TUNING_SEED,
+              "chosen_by": (f"cost to reach {claim.target} ({claim.quantity})"
+                            if quantity.to_target and claim.target is not None else "validation metric"),
+              "method": method_trials, "baseline": baseline_trials,
+              "reason": (f"{', '.join(untunable)} has no learning rate to tune, so neither side is tuned (equal effort)"
+                         if untunable else None)}
+    return method_config, baseline_config, record
 
 
 # ------------------------------------------------------------------------- verdicts
@@ -307,7 +353,7 @@ def _verify_once(claim: Claim, runner: ClaimCells, claim_path: Path | None = Non
         "quantity_description": quantity.description, "relation": str(relation), "confidence": None,
         "alpha_total": claim.alpha, "method": dataclasses.asdict(claim.method), "suite": claim.suite,
         "task": claim.task, "estimate": None, "interval": None, "per_seed": [], "baseline_used": None,
-        "baseline_sweep": [], "seeds_to_decide": None,
+        "baseline_sweep": [], "tuning": None, "seeds_to_decide": None,
         "verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "provenance": {
             "claim_file": str(path), "claim_sha256": file_sha256(path) if path.is_file() else None,
@@ -322,16 +368,18 @@ def _verify_once(claim: Claim, runner: ClaimCells, claim_path: Path | None = Non
         _check_prerequisites(claim, device)
         memory = claim.quantity.startswith("memory")
         extra = runner.extra + ([("budget.steps", MEMORY_STEPS)] if memory else [])
-        method_cells = _cells(claim, claim.method, claim.method.config, seeds, extra)
-        document["provenance"]["method"] = _resolved(method_cells[0], claim.method.config)
+        method_config, baseline_config = dict(claim.method.config), dict(claim.baseline.config) if claim.baseline else {}
+        if claim.baseline is not None and not memory:  # the learning rate changes no memory figure
+            method_config, baseline_config, document["tuning"] = tune_both(claim, runner, quantity)
+            document["baseline_sweep"] = document["tuning"]["baseline"]
+        method_cells = _cells(claim, claim.method, method_config, seeds, extra)
+        document["provenance"]["method"] = _resolved(method_cells[0], method_config)
         method = runner.records(method_cells, "method")
         if problem := _incomplete(method, f"method {claim.method.name}", allow_diverged=True):
             raise NotComparable(problem)
         baseline: dict[int, Record | None] = {}
         if claim.baseline is not None:
-            # the learning rate changes no memory figure: memory claims skip the sweep
-            config, document["baseline_sweep"] = ((dict(claim.baseline.config), []) if memory
-                                                  else _tuned_baseline(claim, runner))
+            config = baseline_config
             variants = memory_variants(registry.get_method(claim.baseline.name)) if memory else ({},)
             candidates = []
             for variant in variants:

@@ -53,6 +53,17 @@ def test_baseline_learning_rate_is_tuned_on_validation(tmp_path: Path) -> None:
     document = _verify(path, tmp_path / "results")
     assert [s["lr"] for s in document["baseline_sweep"]] == [0.00001, 0.05]
     assert document["baseline_used"]["config"]["lr"] == 0.05  # far better validation accuracy
+    # equal tuning: the method gets as many trials, around its own lr (backprop's default 0.001)
+    assert [round(t["lr"], 6) for t in document["tuning"]["method"]] == [0.000707, 0.001414]
+    assert document["tuning"]["trials_per_side"] == 2 and document["tuning"]["seed"] == 10_000
+
+
+def test_unequal_tuning_effort_is_refused(tmp_path: Path) -> None:
+    path = _claim(tmp_path, id="unequal", method={"name": "backprop", "tune_lr": [0.001]},
+                  baseline={"name": "backprop", "tune_lr": [0.001, 0.003]}, quantity="accuracy_gap",
+                  relation="within 0.5")
+    with pytest.raises(ConfigError, match="same tuning effort"):
+        load_claim(path)
 
 
 def test_memory_claim_is_held_against_checkpointing_and_bf16(tmp_path: Path) -> None:
