@@ -67,13 +67,13 @@ def test_verify_claim_runs_its_cells_and_writes_the_verdict(tmp_path: Path) -> N
     (claims / "tiny-same.yaml").write_text(yaml.safe_dump({
         "id": "tiny-same", "source": "test", "statement": "backprop matches itself",
         "method": {"name": "backprop"}, "baseline": {"name": "backprop"}, "suite": "vision-vit", "task": "mlp",
-        "quantity": "accuracy_gap", "relation": "within 0.5", "seeds": 2, "budget": {"steps": 20},
+        "quantity": "accuracy_gap", "relation": "within 0.5", "seeds": 3, "budget": {"steps": 20},
         "overrides": {"profile": "quick", "threads": 1}}))
     results = tmp_path / "results"
     document = api.verify_claim("tiny-same", claims_dir=claims, results_dir=str(results))
     assert document["verdict"] == "supported", document["reason"]
-    assert [row["seed"] for row in document["per_seed"]] == [0, 1]
+    assert [row["seed"] for row in document["per_seed"]] == [0, 1, 2]
     assert (results / "claims" / "tiny-same.json").is_file()
-    assert len(api.load_index(results)) == 2  # method and baseline are the same cells
+    assert len(api.load_index(results)) == 9  # 3 seeds x budgets x0.5, x1, x2; method and baseline are the same cells
     with pytest.raises(ConfigError, match="tiny-same"):
         api.verify_claim("tiny-sam", claims_dir=claims, results_dir=str(results))

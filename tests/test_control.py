@@ -15,6 +15,7 @@ from harness.config import ConfigError, resolve
 from harness.interface import TaskDataError
 from harness.plan import plan
 from harness.quantities import QUANTITIES
+from harness.record import parse_record
 from harness.runner import run_cell
 from harness.report.summary import render, summarise
 from suites.tasks.control_envs import ControlConfig, ControlTaskBase, FrozenLakeTask, TMazeTask
@@ -118,7 +119,7 @@ def test_bench_run_on_the_control_suite_prints_and_records_samples_to_target(tmp
     assert all(r["control"]["agent"]["variant"] == "discrete" for r in ai)
     # the claim quantity reads the same number off the curve
     ratio = QUANTITIES["samples_ratio"]
-    assert all(ratio.read(r, 0.9) == r["control"]["samples_to_target"] for r in ai)
+    assert all(ratio.read(parse_record(r), 0.9).value == r["control"]["samples_to_target"] for r in ai)
     tables = render(summarise(records), "control")
     assert len(tables) == 3  # results, cost, control
 

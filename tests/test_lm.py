@@ -175,17 +175,25 @@ def test_init_from_must_name_a_task_of_the_suite(tmp_path: Path, capsys) -> None
 
 def test_targets_of_lower_is_better_metrics_count_as_reached_from_above() -> None:
     """Epochs-to-target on bits per byte: the first evaluation at or *below* the target."""
-    from harness.quantities import QUANTITIES, reached
+    import json
 
-    def record(curve: list[float]) -> dict:
-        points = [{"examples": 100 * (i + 1), "val_metric": v} for i, v in enumerate(curve)]
-        return {"curve": points, "counters": {"examples": 100 * len(curve)},
-                "final": {"metric": "bits_per_byte", "higher_is_better": False}}
+    from harness.quantities import QUANTITIES
+    from harness.record import parse_record
+
+    template = json.loads((Path(__file__).parent / "data" / "record_supervised.json").read_text())
+
+    def record(curve: list[float]):
+        points = [{**template["curve"][0], "examples": 100 * (i + 1), "val_metric": v} for i, v in enumerate(curve)]
+        final = {**template["final"], "metric": "bits_per_byte", "higher_is_better": False,
+                 "val": {"bits_per_byte": curve[-1]}, "test": {"bits_per_byte": curve[-1]}}
+        return parse_record({**template, "curve": points, "final": final,
+                             "counters": {**template["counters"], "examples": 100 * len(curve)}})
 
     fast, slow = record([3.0, 2.4, 2.2, 2.1]), record([3.5, 3.0, 2.6, 2.4])
-    assert reached(fast, 2.4) and reached(slow, 2.4) and not reached(slow, 2.3)
+    assert fast.meets(2.4, 2.4) and not slow.meets(2.6, 2.4)
     read = QUANTITIES["samples_ratio"].read
-    assert read(fast, 2.4) == 200 and read(slow, 2.4) == 400  # slow / fast = 2: "half the epochs"
+    assert read(fast, 2.4).value == 200 and read(slow, 2.4).value == 400  # slow / fast = 2: "half the epochs"
+    assert read(slow, 2.3).reached is False  # never at or below 2.3: a bound, not a value
 
 
 @pytest.mark.skipif(not (text_corpus.default_data_root() / "shakespeare" / "manifest.json").is_file(),

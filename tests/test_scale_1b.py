@@ -74,16 +74,19 @@ def test_the_1b_shape_on_the_meta_device() -> None:
 
 
 def test_int8_claims_are_verifiable(tmp_path: Path) -> None:
-    """Both claims run end to end through the store (on a small decoder, for speed) to a verdict."""
-    small = [(f"tasks.llama_1b.{k}", v) for k, v in SMALL.items() if k != "task"] + [
-        ("tasks.llama_1b.preset", None), ("tasks.llama_1b.n_val", 1), ("tasks.llama_1b.n_test", 1),
-        ("tasks.llama_1b.variants", {}), ("batch_size", 2), ("device", "cpu"), ("launcher.workers", 1),
-        ("method.evolution.population", 2)]
-    runner = claims_mod.ClaimCells(Store(tmp_path), small)
-    documents = {claim_id: claims_mod.verify(claims_mod.load_claim(claims_mod.find_claim(claim_id)), runner)
+    """Both claims run end to end through the store to a verdict, on the suite's `tiny` profile
+    (a claim's overrides cannot change the model: the profile is part of the claim's file)."""
+    claims_dir = tmp_path / "claims"
+    claims_dir.mkdir()
+    for claim_id in ("int8-llm-memory", "int8-llm-fits-80gb"):
+        body = yaml.safe_load(claims_mod.find_claim(claim_id).read_text())
+        (claims_dir / f"{claim_id}.yaml").write_text(yaml.safe_dump({**body, "profile": "tiny"}))
+    runner = claims_mod.ClaimCells(Store(tmp_path / "results"), [("device", "cpu")])
+    documents = {claim_id: claims_mod.verify(claims_mod.load_claim(claims_dir / f"{claim_id}.yaml"), runner,
+                                             claims_dir / f"{claim_id}.yaml")
                  for claim_id in ("int8-llm-memory", "int8-llm-fits-80gb")}
     for document in documents.values():
         assert document["verdict"] in ("supported", "refuted"), document["reason"]
-        assert len(document["per_seed"]) == 2
+        assert len(document["per_seed"]) == 3
     # the strong-baseline rule: backprop with and without bf16 autocast and checkpointing, the least kept
     assert len(documents["int8-llm-memory"]["baseline_used"]["variants_tried"]) == 4
