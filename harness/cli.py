@@ -37,7 +37,7 @@ from rich.table import Table
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from harness import registry
-from harness.config import SUITES_DIR, ConfigError, RunConfig, available_suites, describe, load_suite, parse_overrides, resolve
+from harness.config import SUITES_DIR, ConfigError, available_suites, load_suite, resolve
 from harness.environment import environment
 from harness.export import EXPORTERS, ExportError
 from harness.interface import FetchableTask, TaskDataError
@@ -46,7 +46,9 @@ from harness.sweep import expand_grid
 from harness.plan import Cell, plan
 from harness.loops.common import StepProgress
 from harness.record import Record, SupervisedFinal
+from harness.run_config import RunConfig, describe
 from harness.store import Store, StoreError
+from harness.typed_config import parse_overrides
 from harness import report
 from harness.report import render, summarise
 

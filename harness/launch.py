@@ -43,14 +43,15 @@ from multiprocessing.context import SpawnContext, SpawnProcess
 from pathlib import Path
 from typing import Any
 
-from harness.config import ConfigError, LauncherConfig
 from harness.interface import TaskDataError
 from harness.locks import is_running, try_claim
 from harness.loops.common import ProgressCallback, build_task
 from harness.plan import Cell
 from harness.record import Record, parse_record
+from harness.run_config import LauncherConfig
 from harness.runner import new_record, run_cell
 from harness.store import Store, StoreError, Version
+from harness.typed_config import ConfigError
 
 log = logging.getLogger(__name__)
 

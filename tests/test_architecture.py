@@ -25,11 +25,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("harness.runner",),
     ("harness.loops",),
     ("harness.lm_eval_bridge",),
-    ("harness.plan", "harness.config"),
+    ("harness.plan", "harness.config", "harness.run_config"),
     ("harness.meter", "harness.ledger", "harness.energy", "harness.budget", "harness.continual_metrics"),
     ("harness.store",),
     ("harness.index_table", "harness.jsonable", "harness.locks", "harness.environment"),
-    ("harness.record", "harness.typed_json"),
+    ("harness.record", "harness.typed_json", "harness.typed_config"),
     ("harness.registry",),
     ("harness.interface",),
 )
