@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("harness.plan", "harness.config", "harness.run_config"),
     ("harness.meter", "harness.ledger", "harness.energy", "harness.budget", "harness.continual_metrics"),
     ("harness.store",),
-    ("harness.index_table", "harness.jsonable", "harness.locks", "harness.environment"),
+    ("harness.index_table", "harness.jsonable", "harness.locks", "harness.environment", "harness.atomic_io"),
     ("harness.record", "harness.typed_json", "harness.typed_config"),
     ("harness.registry",),
     ("harness.interface",),

@@ -39,7 +39,8 @@ from harness.report.claims_page import CLAIMS_TARGET, claims_section
 from harness.report.document import Block, Image, Section, Table, Text, render_html, render_markdown, slug
 from harness.report.format import MISSING, count, missing, num, plain, short
 from harness.report.summary import MIB, Row, summarise
-from harness.store import ID_COLUMNS, INDEX_ID_COLUMNS, INDEX_NAME, RECORD_NAME, Store, StoreError
+from harness.index_table import ID_COLUMNS, INDEX_ID_COLUMNS
+from harness.store import INDEX_NAME, RECORD_NAME, Store, StoreError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
