@@ -41,7 +41,8 @@ from harness.config import SUITES_DIR, ConfigError, available_suites, load_suite
 from harness.environment import environment
 from harness.export import EXPORTERS, ExportError
 from harness.interface import FetchableTask, TaskDataError
-from harness.launch import Cancelled, cell_states, check_data, launch, split_by_store
+from harness.execute import cell_states, check_data, split_by_store
+from harness.launch import Cancelled, launch
 from harness.sweep import expand_grid
 from harness.plan import Cell, plan
 from harness.loops.common import StepProgress

@@ -21,6 +21,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("harness.cli", "harness.lm_eval_cli"),
     ("harness.launch", "harness.claims", "harness.calibrate", "harness.sweep", "harness.report", "harness.export",
      "harness.api"),
+    ("harness.local_pool",),
+    ("harness.execute",),
     ("harness.quantities", "harness.stats"),
     ("harness.runner",),
     ("harness.loops",),
