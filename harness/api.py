@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from harness.claims import CLAIMS_DIR, ClaimCells, find_claim, load_claim, verify, write_verdict
 from harness.config import resolve_overrides
-from harness.launch import check_data, launch, split_by_store
+from harness.execute import check_data, split_by_store
+from harness.launch import launch
 from harness.loops.common import ProgressCallback
 from harness.plan import plan
 from harness.record import Record

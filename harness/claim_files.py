@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from harness import registry
-from harness.config import SUITES_DIR, ConfigError, build_dataclass
+from harness.config import SUITES_DIR
+from harness.typed_config import ConfigError, build_dataclass
 from harness.quantities import QUANTITIES
 from harness.stats import ALPHA, MIN_SEEDS, Relation, boundaries
 

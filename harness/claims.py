@@ -55,7 +55,9 @@ from harness.config import ConfigError, resolve_overrides, suite_path
 from harness.energy import EnergyMeter
 from harness.environment import git_commit
 from harness.interface import memory_variants
-from harness.launch import LauncherConfig, RecordCallback, launch, split_by_store
+from harness.execute import split_by_store
+from harness.launch import RecordCallback, launch
+from harness.run_config import LauncherConfig
 from harness.plan import Cell, plan, resolve_device
 from harness.quantities import QUANTITIES, Missing, Quantity, per_seed, resolution
 from harness.loops.common import ProgressCallback

@@ -15,7 +15,8 @@ results directory that cannot be read or written (one message naming the path an
 130 / 143 interrupted by SIGINT / SIGTERM (finished cells are recorded).
 
 Read-only commands (status, report, claims list) never change a record and need no write
-access to the results directory.
+access to the results directory. The claims commands live in harness/cli_claims.py, and what
+every command shares (consoles, errors, the progress display) in harness/cli_common.py.
 """
 
 from __future__ import annotations
@@ -27,94 +28,26 @@ import json
 import logging
 import signal
 import sys
-import time
-from pathlib import Path
-from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from harness import registry
-from harness.config import SUITES_DIR, ConfigError, RunConfig, available_suites, describe, load_suite, parse_overrides, resolve
+from harness.cli_claims import CLAIMS_DIR, cmd_claims
+from harness.cli_common import Display, console, directory_of, err_console, fail
+from harness.config import ConfigError, available_suites, load_suite, resolve
 from harness.environment import environment
 from harness.export import EXPORTERS, ExportError
 from harness.interface import FetchableTask, TaskDataError
-from harness.launch import Cancelled, cell_states, check_data, launch, split_by_store
+from harness.execute import cell_states, check_data, split_by_store
+from harness.launch import Cancelled, launch
 from harness.sweep import expand_grid
 from harness.plan import Cell, plan
-from harness.loops.common import StepProgress
-from harness.record import Record, SupervisedFinal
+from harness.run_config import RunConfig, describe
 from harness.store import Store, StoreError
+from harness.typed_config import parse_overrides
 from harness import report
 from harness.report import render, summarise
-
-CLAIMS_DIR = SUITES_DIR / "claims"
-# Logs and pipes get 120 columns rather than rich's default 80, so the tables stay legible.
-console = Console(width=None if sys.stdout.isatty() else 120)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
-
-
-def _number(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4f}"
-
-
-def _fail(message: str) -> int:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)  # "[control]" stays text
-    return 2
-
-
-class _Display:
-    """Two bars: the whole run (with time left) and the cell in progress (its budget)."""
-
-    def __init__(self, cells_to_run: int | None) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console, transient=False,
-        )
-        self.overall = self.progress.add_task("all cells", total=cells_to_run, info="")
-        self.current = self.progress.add_task("", total=1.0, info="")
-        self.finished = 0
-        self._last_update = 0.0
-
-    def on_progress(self, p: StepProgress) -> None:
-        now = time.monotonic()
-        if now - self._last_update < 0.2 and p.fraction < 1.0:
-            return
-        self._last_update = now
-        loss = "" if p.loss is None else f"loss {p.loss:.3f}"
-        val = "" if p.val_metric is None else f" val {p.val_metric:.4f}"
-        self.progress.update(
-            self.current, description=str(p.cell), completed=p.fraction, info=f"step {p.counters.steps} {loss}{val}"
-        )
-        self.progress.update(self.overall, completed=self.finished + p.fraction)
-
-    def on_record(self, cell: Cell, outcome: str, record: Record | None) -> None:
-        self.finished += 1
-        self.progress.update(self.overall, completed=self.finished)
-        if outcome == "busy":
-            self.progress.console.print(f"[cyan]busy[/] {cell} is being trained by another worker", highlight=False)
-            return
-        assert record is not None
-        status = record.status
-        colour = {"completed": "green", "unsupported": "yellow"}.get(status, "red")
-        detail = " (recorded meanwhile by another worker)" if outcome == "done" else ""
-        if record.final is not None:
-            final = record.final
-            detail += f" test {final.metric} {_number(record.final_metric('test'))}"
-            if record.timing is not None:
-                detail += f", {record.timing.train_seconds:.1f} s"
-            lm_eval = final.lm_eval if isinstance(final, SupervisedFinal) else None
-            if lm_eval is not None:  # LM cells: the validation metric and lm-eval's scores too
-                detail += f"; val {final.metric} {_number(record.final_metric('val'))}"
-            for name, scores in ((lm_eval.tasks if lm_eval is not None else None) or {}).items():
-                shown = [f"{m} {scores[m]:.4f}" + (f" ± {scores[m + '_stderr']:.4f}" if scores.get(m + "_stderr")
-                                                   else "") for m in ("acc", "bits_per_byte") if m in scores]
-                detail += f"; {name} {', '.join(shown)}"
-        elif record.error:
-            detail += " " + record.error.splitlines()[0]
-        self.progress.console.print(f"[{colour}]{status}[/] {escape(f'{cell}{detail}')}", highlight=False)
 
 
 def _resolve_cells(overrides: list[str], sweep: bool) -> tuple[RunConfig, list[Cell]]:
@@ -131,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         run, cells = _resolve_cells(args.overrides, sweep)
     except (ConfigError, registry.RegistryError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     for note in run.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if args.dry_run:
@@ -140,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             check_data(cells)
         except (TaskDataError, ConfigError) as exc:
-            return _fail(str(exc))
+            return fail(str(exc))
         console.print(f"{len(cells)} cells; the data of every task is available")
         return 0
 
@@ -150,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.sweep_stale()
         split = split_by_store(cells, store)
     except StoreError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     for path in store.set_aside:
         err_console.print(f"[yellow]warning:[/] unreadable record set aside as {escape(str(path))}; its cell will run again.")
     console.print(
@@ -163,14 +96,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             check_data(split.todo)
         except (TaskDataError, ConfigError) as exc:
-            return _fail(str(exc))
-        display = _Display(len(split.todo))
+            return fail(str(exc))
+        display = Display(len(split.todo))
         try:
             with display.progress:
                 outcomes = launch(split.todo, run.results_dir, run.launcher, display.on_progress, display.on_record,
                                   split.seen)
         except StoreError as exc:
-            return _fail(f"{exc} Records written before this one are intact.")
+            return fail(f"{exc} Records written before this one are intact.")
         except (KeyboardInterrupt, Cancelled) as exc:
             signum = exc.signum if isinstance(exc, Cancelled) else signal.SIGINT
             err_console.print(f"interrupted ({signal.Signals(signum).name}): the queue is cancelled and the workers "
@@ -187,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         records = [r for r in records if r is not None]
         store.rebuild_index()
     except StoreError as exc:
-        return _fail(f"{exc} The records are intact; the index is a cache that the next run rebuilds.")
+        return fail(f"{exc} The records are intact; the index is a cache that the next run rebuilds.")
     for table in render(summarise([r.to_dict() for r in records]), title=run.suite):
         console.print(table)
     return 1 if any(r.status in ("failed", "diverged") for r in records) else 0
@@ -197,13 +130,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         run, cells = _resolve_cells(args.overrides, sweep=False)
     except (ConfigError, registry.RegistryError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     store = Store(run.results_dir, read_only=True)  # status only reads: no lock taken for writing, nothing renamed
     try:
         store.check_readable()
         counts = cell_states(cells, store)
     except StoreError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     for path in store.unreadable:
         err_console.print(f"[yellow]warning:[/] record {escape(str(path))} is unreadable; counted as missing "
                           "(`bench run` sets it aside and runs its cell again).")
@@ -217,149 +150,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def directory_of(key: str, flag: str | None, overrides: list[tuple[str, Any]], default: str) -> Path:
-    """A command's directory `key` (results_dir, reports_dir): `key=DIR` on every command, or
-    the older `--results-dir DIR` flag of `claims` and `report`; both at once must agree."""
-    given = {str(v) for k, v in overrides if k == key} | ({flag} if flag is not None else set())
-    if len(given) > 1:
-        raise ConfigError(f"two {key} values given ({', '.join(sorted(given))}): name one, with {key}=DIR.")
-    value = given.pop() if given else default
-    if not value.strip():
-        raise ConfigError(f"{key} is empty: name a directory, e.g. {key}={default}.")
-    return Path(value)
-
-
-def cmd_claims(args: argparse.Namespace) -> int:
-    from harness import claims as claims_mod  # scipy is only needed here
-
-    claims_dir = Path(args.claims_dir)
-    try:
-        if args.action == "list":
-            overrides = parse_overrides([a for a in args.ids if "=" in a])
-            return _claims_list(claims_mod, claims_dir, directory_of("results_dir", args.results_dir, overrides, "results"))
-        if args.action == "calibrate":
-            return _claims_calibrate(parse_overrides(args.ids))
-        if not args.ids:
-            return _fail(f"bench claims {args.action} needs a claim id{' or all' if args.action == 'verify' else ''}.")
-        if args.action == "new":
-            console.print(f"wrote {claims_mod.new_claim(args.ids[0], claims_dir)}: edit it, then "
-                          f"`bench claims verify {args.ids[0]}`")
-            return 0
-        ids, extra = [a for a in args.ids if "=" not in a], parse_overrides([a for a in args.ids if "=" in a])
-        paths = claims_mod.claim_paths(claims_dir) if ids == ["all"] else [claims_mod.find_claim(i, claims_dir)
-                                                                             for i in ids]
-        claims = [(claims_mod.load_claim(p), p) for p in paths]
-    except ConfigError as exc:
-        return _fail(str(exc))
-    try:
-        store = Store(directory_of("results_dir", args.results_dir, extra, "results"))
-    except ConfigError as exc:
-        return _fail(str(exc))
-    try:
-        store.check_writable()
-    except StoreError as exc:
-        return _fail(str(exc))
-    display = _Display(None)
-    try:
-        runner = claims_mod.ClaimCells(store, extra, display.on_progress, display.on_record)
-    except ConfigError as exc:
-        return _fail(str(exc))
-    verdicts = []
-    with display.progress:
-        for claim, path in claims:
-            try:
-                document = claims_mod.verify(claim, runner, path, robustness=not args.no_robustness)
-                claims_mod.write_verdict(store, document)
-            except ConfigError as exc:
-                return _fail(f"claim {claim.id}: {exc}")
-            except StoreError as exc:
-                return _fail(f"claim {claim.id}: {exc} Records and verdicts written before are intact.")
-            verdicts.append(document)
-            _print_verdict(document)
-    try:
-        store.rebuild_index()
-    except StoreError as exc:
-        return _fail(f"{exc} The records are intact; the index is a cache that the next run rebuilds.")
-    console.print(f"{len(verdicts)} claims verified, {runner.ran} cells trained; verdicts in {store.verdicts_dir}")
-    return 0
-
-
-VERDICT_COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "not comparable": "magenta"}
-
-
-def _print_verdict(document: dict[str, Any]) -> None:
-    verdict = document["verdict"]
-    console.rule(f"[bold]{document['claim']}[/]: [{VERDICT_COLOURS[verdict]}]{verdict}[/]")
-    console.print(f"“{document['statement']}” — {document['source']}", highlight=False, markup=False)
-    robust = document.get("robustness") or {}
-    if robust:
-        console.print(f"robustness: {robust.get('label')} ({robust.get('reason')})", highlight=False, markup=False)
-    console.print(f"{document['quantity']} {document['relation']}: {document['reason']}", highlight=False,
-                  markup=False)
-    if document["interval"]:
-        low, high = (("-inf" if i == 0 else "inf") if x is None else f"{x:.4g}"
-                     for i, x in enumerate(document["interval"]))
-        estimate = "unbounded" if document["estimate"] is None else f"{document['estimate']:.4g}"
-        console.print(f"estimate {estimate}, {100 * document['confidence']:.4g}% interval "
-                      f"[{low}, {high}] ({document['interval_method']}; look {document.get('look')})"
-                      + (f"; about {document['seeds_to_decide']} seeds would decide it at "
-                         f"{100 * document.get('seeds_to_decide_power', 0.8):.0f}% power"
-                         if document.get("seeds_to_decide") else ""), highlight=False)
-
-    def show(x: Any) -> str:
-        return "unbounded" if x is None else f"{x:.6g}"
-
-    for row in document["per_seed"]:
-        base = "" if row.get("baseline") is None else f", baseline {show(row['baseline'])}"
-        span = (f" in [{show(row.get('low'))}, {show(row.get('high'))}]"
-                if row.get("low", row["value"]) != row["value"] or row.get("high", row["value"]) != row["value"] else "")
-        console.print(f"  seed {row['seed']}: method {show(row['method'])}{base} -> {show(row['value'])}{span}"
-                      + (" (diverged)" if row.get("method_diverged") else ""), highlight=False)
-
-
-def _claims_list(claims_mod: Any, claims_dir: Path, results_dir: Path) -> int:
-    table = Table(title=f"claims in {claims_dir}")
-    for column in ("id", "quantity", "relation", "method vs baseline", "suite/task", "last verdict"):
-        table.add_column(column)
-    store = Store(results_dir, read_only=True)
-    store.check_readable()
-    verdicts = store.read_verdicts()
-    for path in claims_mod.claim_paths(claims_dir):
-        claim = claims_mod.load_claim(path)
-        document = verdicts.get(claim.id)
-        verdict = document.get("verdict") if isinstance(document, dict) else None
-        last = ("not verified" if document is None else verdict if isinstance(verdict, str)
-                else "unreadable: verify again")
-        stale = claims_mod.staleness(document, path, store) if isinstance(verdict, str) else None
-        if stale:
-            last += f" (stale: {stale})"
-        versus = claim.method.name + (f" vs {claim.baseline.name}" if claim.baseline else "")
-        table.add_row(claim.id, claim.quantity, claim.relation, versus, f"{claim.suite}/{claim.task}", last)
-    console.print(table)
-    return 0
-
-
-def _claims_calibrate(overrides: list[tuple[str, Any]]) -> int:
-    """`bench claims calibrate [sims=N] [seed=S]`: false-support rates of simulated false claims."""
-    from harness import calibrate
-
-    options = dict(overrides)
-    unknown = sorted(set(options) - {"sims", "seed"})
-    if unknown:
-        return _fail(f"bench claims calibrate takes sims=N and seed=S, not {', '.join(unknown)}.")
-    sims, seed = int(options.get("sims", 20_000)), int(options.get("seed", 0))
-    rows = calibrate.table(sims, seed)
-    table = Table(title=f"false support of claims that are false at their boundary ({sims} simulations each)")
-    for column in ("scenario", "seeds", "false support", "MC error (1 sd)", "<= 5%"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row.scenario, row.seeds, f"{row.rate:.2%}", f"{row.mc_error:.2%}",
-                      "yes" if row.rate <= 0.05 else "NO")
-    console.print(table)
-    console.print(calibrate.markdown(rows, sims, seed), markup=False, highlight=False)
-    return 0 if all(row.rate <= 0.05 for row in rows) else 1
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     """`bench report TARGET [results_dir=DIR] [reports_dir=DIR]`: resolve the directories, then build."""
     try:
@@ -370,7 +160,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         args.results_dir = str(directory_of("results_dir", args.results_dir, overrides, "results"))
         args.reports_dir = str(directory_of("reports_dir", args.reports_dir, overrides, "reports"))
     except ConfigError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     return report.cmd_report(args)
 
 
@@ -390,7 +180,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         with console.status(f"exporting records to {args.target} ..."):
             summary = EXPORTERS[args.target](store, suites[0] if suites else None, where)
     except (ConfigError, ExportError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     replaced = f", {len(summary.replaced)} half-written ones written again" if summary.replaced else ""
     console.print(f"{args.target}: {len(summary.exported)} runs exported, {len(summary.skipped)} already there"
                   f"{replaced}; in {summary.location}", highlight=False, markup=False)
@@ -422,15 +212,15 @@ def cmd_data(args: argparse.Namespace) -> int:
     try:
         task_cls = registry.get_task(args.task)
     except registry.RegistryError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if not isinstance(task_cls, FetchableTask):
-        return _fail(f"task {args.task} has no `bench data` step (its data comes with a package or from its "
+        return fail(f"task {args.task} has no `bench data` step (its data comes with a package or from its "
                      "own source; see its docstring).")
     try:
         with console.status(f"fetching the data of {args.task} ..."):
             summary = task_cls.fetch_data(args.dir, args.force)
     except TaskDataError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     console.print_json(json.dumps(summary, default=str))
     if args.dir:
         console.print(f"run with data_dir={args.dir} to use it", highlight=False)
@@ -490,9 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except StoreError as exc:  # any storage problem a command did not catch itself
-        return _fail(str(exc))
+        return fail(str(exc))
     except OSError as exc:  # ... or any other OS error: the path and a fix, never a traceback
-        return _fail(_os_error_message(exc))
+        return fail(_os_error_message(exc))
 
 
 def _os_error_message(exc: OSError) -> str:

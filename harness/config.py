@@ -48,10 +48,6 @@ and the fix, raised before anything trains:
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,6 +58,8 @@ from harness.budget import BUDGET_KINDS, Budget
 from harness.interface import FineTuningConfig, ShiftConfig
 from harness.meter import MeterConfig
 from harness.registry import did_you_mean
+from harness.run_config import LauncherConfig, MethodSpec, RunConfig, TaskSpec
+from harness.typed_config import ConfigError, build_dataclass, coerce, parse_overrides
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TOP_LEVEL_KEYS = (
@@ -74,74 +72,6 @@ TOP_LEVEL_KEYS = (
 SCHEDULE_KEYS = ("schedule", "warmup", "min_lr_ratio")
 DEVICES = ("auto", "cpu", "cuda")
 MAX_SEEDS = 1000  # a count beyond this is a typo, not a benchmark
-
-
-class ConfigError(ValueError):
-    """A configuration problem, said in one message that names the key and the fix."""
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    label: str
-    task: str
-    config: Any  # the registered task's Config dataclass
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    name: str
-    config: Any  # the registered method's Config dataclass
-
-
-@dataclass(frozen=True)
-class LauncherConfig:
-    """`launcher.*` keys. Launchers change where cells run, never what they compute."""
-
-    kind: Literal["local", "submitit", "ray"] = "local"
-    workers: int = 1  # local: processes (1 = this process, with a live progress display); 0 = one per core
-    retries: int = 1  # local pool: how often a cell whose worker died (e.g. OOM-killed) is tried again
-    folder: str = ".submitit"  # submitit: logs and pickles, relative to the results directory
-    cluster: Literal["auto", "slurm", "local", "debug"] = "auto"  # submitit: "local" runs jobs as local processes
-    partition: str | None = None  # submitit (Slurm)
-    timeout_min: int = 120
-    gpus_per_node: int = 0
-    cpus_per_task: int = 2
-    mem_gb: int = 16
-    array_parallelism: int = 64
-    address: str | None = None  # ray: address of a running cluster; None starts a local instance
-
-    def __post_init__(self) -> None:
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0 (0 = one per core), got {self.workers}")
-        if self.retries < 0:
-            raise ValueError(f"retries must be >= 0, got {self.retries}")
-        for key in ("timeout_min", "cpus_per_task", "mem_gb", "array_parallelism"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """A fully resolved and validated suite run."""
-
-    suite: str
-    description: str
-    tasks: tuple[TaskSpec, ...]
-    methods: tuple[MethodSpec, ...]
-    seeds: tuple[int, ...]
-    budget: Budget
-    batch_size: int
-    eval_every: int
-    device: str
-    threads: int | None
-    meter: MeterConfig
-    launcher: LauncherConfig
-    shift: ShiftConfig
-    results_dir: Path
-    profile: str | None = None
-    overrides: tuple[str, ...] = field(default=())
-    pretrain_method: MethodSpec | None = None  # trains the `init_from` task of fine-tuning tasks
-    notes: tuple[str, ...] = field(default=())  # what resolution changed, for the user (duplicates dropped)
 
 
 # ----------------------------------------------------------------------------- suites
@@ -183,20 +113,6 @@ def load_suite(name: str) -> dict[str, Any]:
 # -------------------------------------------------------------------------- overrides
 
 
-def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
-    """['a.b=1', 'method=[x,y]'] -> [('a.b', 1), ('method', ['x', 'y'])]."""
-    parsed = []
-    for arg in args:
-        key, sep, text = arg.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"argument {arg!r} is not of the form key=value (e.g. method=backprop).")
-        try:
-            value = yaml.safe_load(text) if text else ""
-        except yaml.YAMLError:
-            value = text
-        parsed.append((key.strip(), value))
-    return parsed
-
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
@@ -232,127 +148,7 @@ def _set_nested(target: dict[str, Any], parts: list[str], value: Any) -> None:
     target[parts[-1]] = value
 
 
-# ------------------------------------------------------------ dataclass construction
 
-
-def build_dataclass(cls: type, values: dict[str, Any] | None, where: str) -> Any:
-    """Build `cls` from `values` strictly: unknown keys, wrong types and values its
-    `__post_init__` rejects all become a ConfigError naming `where.key`."""
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where} must be a mapping of keys, got {values!r}.")
-    values = dict(values)
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    kwargs = {}
-    for key, value in values.items():
-        if key not in fields:
-            raise ConfigError(
-                f"unknown key {where}.{key}.{did_you_mean(key, list(fields))} "
-                f"Keys of {where}: {', '.join(fields)}."
-            )
-        kwargs[key] = coerce(value, hints[key], f"{where}.{key}")
-        _check_range(kwargs[key], fields[key], f"{where}.{key}")
-    try:
-        return cls(**kwargs)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-
-
-def _check_range(value: Any, spec: dataclasses.Field, where: str) -> None:
-    """A field's declared `metadata["range"]` = (low, high), inclusive, None for an open end."""
-    low, high = spec.metadata.get("range", (None, None))
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return
-    if (low is not None and value < low) or (high is not None and value > high):
-        span = f"between {low} and {high}" if low is not None and high is not None else (
-            f"at least {low}" if low is not None else f"at most {high}")
-        raise ConfigError(f"{where} must be {span}, got {value!r}.")
-
-
-def _sweep_hint(value: Any) -> str:
-    return " To try several values, use `bench sweep` with the same arguments." if isinstance(value, list) else ""
-
-
-def coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Convert a YAML/CLI value to the declared type, or say why it cannot be."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if annotation is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        errors = []
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return coerce(value, option, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {args}.")
-    if origin is Literal:
-        if value not in args:
-            hint = did_you_mean(str(value), [str(a) for a in args])
-            raise ConfigError(f"{where} must be one of {', '.join(map(str, args))}; got {value!r}.{hint}")
-        return value
-    if origin in (tuple, list):
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}.")
-        item_type = args[0] if args else Any
-        items = [coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict or annotation is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping, got {value!r}.")
-        return value
-    if dataclasses.is_dataclass(annotation):
-        if isinstance(value, annotation):
-            return value
-        return build_dataclass(annotation, value, where)
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "false", "no", "off"):
-            return value.lower() in ("true", "yes", "on")
-        raise ConfigError(f"{where} must be true or false, got {value!r}.{_sweep_hint(value)}")
-    if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(float(value)) if float(value).is_integer() else int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where} must be an integer, got {value!r}.{_sweep_hint(value)}")
-    if annotation is float:
-        number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            try:
-                number = float(value)
-            except OverflowError:  # an int too large for a float
-                number = math.inf
-        elif isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                pass
-        if number is None:
-            raise ConfigError(f"{where} must be a number, got {value!r}.{_sweep_hint(value)}")
-        if not math.isfinite(number):
-            raise ConfigError(f"{where} must be a finite number, got {value!r}.")
-        return number
-    if annotation is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where} must be a string, got {value!r}.")
-    if annotation is Path:
-        return Path(str(value))
     return value
 
 
@@ -617,23 +413,3 @@ def _unknown_method(name: str, where: str) -> None:
     known = registry.method_names()
     raise ConfigError(f"{where}: unknown method {name!r}.{did_you_mean(name, known)} "
                       f"Known methods: {', '.join(known)} (or 'all').")
-
-
-def describe(run: RunConfig) -> dict[str, Any]:
-    """The resolved config as plain data, for records and `bench run --dry-run`."""
-    return {
-        "suite": run.suite,
-        "profile": run.profile,
-        "tasks": {t.label: {"task": t.task, **dataclasses.asdict(t.config)} for t in run.tasks},
-        "methods": {m.name: dataclasses.asdict(m.config) for m in run.methods},
-        "seeds": list(run.seeds),
-        "budget": {run.budget.kind: run.budget.value},
-        "batch_size": run.batch_size,
-        "eval_every": run.eval_every,
-        "device": run.device,
-        "threads": run.threads,
-        "meter": dataclasses.asdict(run.meter),
-        "launcher": dataclasses.asdict(run.launcher),
-        "shift": dataclasses.asdict(run.shift),
-        "results_dir": str(run.results_dir),
-    }

@@ -47,7 +47,7 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
-from harness.config import build_dataclass
+from harness.typed_config import build_dataclass
 from harness.interface import LMEvaluableTask
 from harness.record import Record
 from harness.registry import get_task

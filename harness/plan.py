@@ -9,11 +9,12 @@ from typing import Any
 import torch
 
 from harness.budget import Budget
-from harness.config import ConfigError, MethodSpec, RunConfig, TaskSpec
 from harness.energy import EnergyMeter
 from harness.interface import FineTuningConfig, ShiftConfig
 from harness.meter import MeterConfig
 from harness.jsonable import run_id
+from harness.run_config import MethodSpec, RunConfig, TaskSpec
+from harness.typed_config import ConfigError
 
 
 @dataclass(frozen=True)

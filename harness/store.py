@@ -37,20 +37,19 @@ a full disk and a half-written file without losing or silently replacing results
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.index_table import ID_COLUMNS, INDEX_ID_COLUMNS, empty_frame, flatten, frame, label, parquet_bytes
+from harness.atomic_io import StoreError, atomic_write, check_readable_dir, check_writable_dir, store_error
+from harness.index_table import cache_stale, parquet_bytes, read_cache, tables
 from harness.jsonable import to_jsonable
 from harness.locks import LOCK_NAME, MARKER_NAME, LockTimeout, index_lock, try_claim
 from harness.record import Record, RecordError, parse_record
@@ -72,87 +71,6 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
 
 Version = tuple[int, int] | None  # a record file's (inode, mtime ns): changes with every write
 
-
-class StoreError(RuntimeError):
-    """The results directory cannot be written or read; the message says what to do."""
-
-
-# --------------------------------------------------------------------------- disk
-
-
-def _store_error(path: Path, err: OSError, doing: str = "write", subject: str = "results file") -> StoreError:
-    """An error for people: the path, the OS reason, and what to do about it."""
-    reason = err.strerror or str(err)
-    code = err.errno
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        hint = "Choose another with results_dir=DIR, or fix its permissions."
-        what = f"is not {'readable' if doing == 'read' else 'writable'}"
-    elif code in (errno.ENOSPC, errno.EDQUOT):
-        hint = "Free some space (or quota) on that disk, or choose another with results_dir=DIR."
-        what = "could not be written"
-    elif code == errno.EFBIG:
-        hint = "A file-size limit was hit (see `ulimit -f`); raise it or choose another results_dir=DIR."
-        what = "could not be written"
-    elif code in (errno.ENOTDIR, errno.EEXIST):
-        hint = "A file stands where a directory is needed; move it or choose another results_dir=DIR."
-        what = "is not a directory"
-    else:
-        hint = "Check the disk and the path, or choose another with results_dir=DIR."
-        what = f"could not be {'read' if doing == 'read' else 'written'}"
-    return StoreError(f"{subject} {path} {what} ({reason}). {hint}")
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable: fsync the directory entry (POSIX only)."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError as err:  # some filesystems cannot fsync a directory; that is not data loss
-        if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a reader sees the old content or the new, never half.
-
-    temp file in the same directory (so the rename stays on one filesystem) -> fsync ->
-    os.replace -> fsync the directory. On any failure the temp file is removed and the
-    previous file is left as it was.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # name the directory that could not be made, not its child
-        raise _store_error(Path(err.filename or path.parent), err, subject="results directory") from err
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise _store_error(path.parent, err, subject="results directory") from err
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600; results are meant to be shared
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:  # also KeyboardInterrupt: never leave a stray temp file
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError:
-            log.warning("could not remove temporary file %s", tmp)
-        if isinstance(err, OSError):
-            raise _store_error(path, err) from err
-        raise
-    try:
-        _fsync_dir(path.parent)
-    except OSError as err:
-        raise _store_error(path.parent, err, subject="results directory") from err
 
 
 def _utc_stamp() -> str:
@@ -222,7 +140,7 @@ class Store:
 
         buffer = io.BytesIO()
         torch.save({k: v.detach().to("cpu") for k, v in state.items()}, buffer)
-        _atomic_write(self.model_state_path(suite, run_id), buffer.getvalue())
+        atomic_write(self.model_state_path(suite, run_id), buffer.getvalue())
         return MODEL_STATE_NAME
 
     def load_model_state(self, suite: str, run_id: str) -> dict[str, Any] | None:
@@ -266,28 +184,11 @@ class Store:
     def check_writable(self) -> None:
         """Fail before hours of training, not after: create the root if needed and write,
         fsync and remove a small probe file in it."""
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise _store_error(Path(err.filename or self.root), err, subject="results directory") from err
-        if not self.root.is_dir():
-            raise _store_error(self.root, NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)),
-                               subject="results directory")
-        probe = self.root / f".write-probe-{os.getpid()}"  # per process: concurrent runs share the root
-        _atomic_write(probe, b"paradigm-bench write probe\n")
-        try:
-            probe.unlink()
-        except OSError as err:
-            raise _store_error(probe, err) from err
+        check_writable_dir(self.root)
 
     def check_readable(self) -> None:
         """A results directory to read must be a directory we can list (it may be read-only)."""
-        if self.root.exists() and not self.root.is_dir():
-            raise _store_error(self.root, NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)),
-                               doing="read", subject="results directory")
-        if self.root.exists() and not os.access(self.root, os.R_OK | os.X_OK):
-            raise _store_error(self.root, PermissionError(errno.EACCES, os.strerror(errno.EACCES)),
-                               doing="read", subject="results directory")
+        check_readable_dir(self.root)
 
     def sweep_stale(self) -> list[Path]:
         """Remove temp files and `running.json` markers that killed processes left behind.
@@ -369,14 +270,14 @@ class Store:
         path = self.record_path(suite, run_id)
         checked = record if isinstance(record, Record) else parse_record(to_jsonable(record))  # NaN -> null first
         text = json.dumps(to_jsonable(checked.to_dict()), indent=1, sort_keys=True, allow_nan=False) + "\n"
-        _atomic_write(path, text.encode("utf-8"))
+        atomic_write(path, text.encode("utf-8"))
         return path
 
     def write_json(self, relative: str, obj: Any) -> Path:
         """Write any JSON-able `obj` atomically to `root/relative` (e.g. claim verdicts)."""
         path = self.root / relative
         text = json.dumps(to_jsonable(obj), indent=1, sort_keys=True, allow_nan=False) + "\n"
-        _atomic_write(path, text.encode("utf-8"))
+        atomic_write(path, text.encode("utf-8"))
         return path
 
     def records(self, suite: str | None = None, set_aside: bool = True) -> list[Record]:
@@ -399,7 +300,7 @@ class Store:
         except FileNotFoundError:
             return None
         except OSError as err:
-            raise _store_error(path, err, doing="read") from err
+            raise store_error(path, err, doing="read") from err
         set_aside = set_aside and not self.read_only
         try:
             record = json.loads(data.decode("utf-8"))
@@ -461,60 +362,26 @@ class Store:
         except LockTimeout as err:
             raise StoreError(str(err)) from err
         except OSError as err:  # the lock file itself (a read-only or full results directory)
-            raise _store_error(Path(err.filename or self.root / INDEX_NAME), err) from err
+            raise store_error(Path(err.filename or self.root / INDEX_NAME), err) from err
         return self.index_path
 
     def _frames(self, set_aside: bool) -> tuple[pandas.DataFrame, pandas.DataFrame]:
         """The index and curves tables, built from the records in memory."""
-        index_rows: list[dict[str, Any]] = []
-        curve_rows: list[dict[str, Any]] = []
-        for typed in self.records(set_aside=set_aside):
-            record = typed.to_dict()
-            curve = record.get("curve") or []
-            index_rows.append(flatten({k: v for k, v in record.items() if k != "curve"}))
-            ids = {c: label(record.get(c)) for c in ID_COLUMNS}
-            for point in curve:
-                if isinstance(point, Mapping):
-                    curve_rows.append({**flatten(point), **ids})
-        index = frame(index_rows, INDEX_ID_COLUMNS) if index_rows else empty_frame(INDEX_ID_COLUMNS)
-        curves = frame(curve_rows, ID_COLUMNS) if curve_rows else empty_frame((*ID_COLUMNS, "step"))
-        return index, curves
+        return tables(self.records(set_aside=set_aside))
 
     def _write_frames(self, index: pandas.DataFrame, curves: pandas.DataFrame) -> None:
         # Curves first: the index is what readers check for, so it appears last.
-        _atomic_write(self.curves_path, parquet_bytes(curves))
-        _atomic_write(self.index_path, parquet_bytes(index))
+        atomic_write(self.curves_path, parquet_bytes(curves))
+        atomic_write(self.index_path, parquet_bytes(index))
 
     def _index_stale(self) -> bool:
         """Missing, unreadable, older than a record, or listing a different number of records
         (one was deleted)."""
-        if not (self.index_path.exists() and self.curves_path.exists()):
-            return True
-        import pyarrow
-        import pyarrow.parquet as pq
-
-        try:
-            built = min(self.index_path.stat().st_mtime_ns, self.curves_path.stat().st_mtime_ns)
-            paths = list(self.root.glob(f"*/*/{RECORD_NAME}"))
-            if any(p.stat().st_mtime_ns > built for p in paths):
-                return True
-            return pq.ParquetFile(self.index_path).metadata.num_rows != len(paths)
-        except (OSError, ValueError, pyarrow.ArrowException) as err:  # a garbage cache: rebuild it
-            log.warning("results cache %s is unreadable (%s); rebuilding it from the records", self.index_path, err)
-            return True
+        return cache_stale(self.index_path, self.curves_path, self.root, f"*/*/{RECORD_NAME}")
 
     def _cached(self, path: Path) -> pandas.DataFrame | None:
         """A parquet cache as a DataFrame, or None when it is stale or unreadable."""
-        import pandas as pd
-        import pyarrow
-
-        if self._index_stale():
-            return None
-        try:
-            return pd.read_parquet(path)
-        except (OSError, ValueError, pyarrow.ArrowException) as err:
-            log.warning("results cache %s is unreadable (%s); rebuilding it from the records", path, err)
-            return None
+        return None if self._index_stale() else read_cache(path)
 
     def _fresh_frames(self) -> tuple[pandas.DataFrame, pandas.DataFrame]:
         """Both tables from the records, without changing any record; written back as the

@@ -16,7 +16,7 @@ import itertools
 
 import yaml
 
-from harness.config import ConfigError, parse_overrides
+from harness.typed_config import ConfigError, parse_overrides
 
 RUN_LEVEL_LISTS = frozenset({"method", "seeds", "task"})
 

@@ -19,26 +19,30 @@ ROOT = Path(__file__).resolve().parent.parent
 # Top to bottom; a module may import only from its own layer or the layers below it.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("harness.cli", "harness.lm_eval_cli"),
+    ("harness.cli_claims",),
+    ("harness.cli_common",),
     ("harness.launch", "harness.claims", "harness.claim_files", "harness.calibrate", "harness.sweep", "harness.report",
      "harness.export",
      "harness.api"),
+    ("harness.local_pool",),
+    ("harness.execute",),
     ("harness.quantities", "harness.stats"),
     ("harness.runner",),
     ("harness.loops",),
     ("harness.lm_eval_bridge",),
-    ("harness.plan", "harness.config"),
+    ("harness.plan", "harness.config", "harness.run_config"),
     ("harness.meter", "harness.ledger", "harness.energy", "harness.budget", "harness.continual_metrics"),
     ("harness.store",),
-    ("harness.index_table", "harness.jsonable", "harness.locks", "harness.environment"),
-    ("harness.record", "harness.typed_json"),
+    ("harness.index_table", "harness.jsonable", "harness.locks", "harness.environment", "harness.atomic_io"),
+    ("harness.record", "harness.typed_json", "harness.typed_config"),
     ("harness.registry",),
     ("harness.interface",),
 )
 # (importer, imported) pairs allowed inside a function, each for an optional extra's import cost.
 LAZY = {
     ("harness.loops.supervised", "harness.lm_eval_bridge"),  # lm-eval: the [lm] extra, LM cells only
-    ("harness.cli", "harness.claims"),  # scipy, only for `bench claims`
-    ("harness.cli", "harness.calibrate"),  # scipy, only for `bench claims calibrate`
+    ("harness.cli_claims", "harness.claims"),  # scipy, only for `bench claims`
+    ("harness.cli_claims", "harness.calibrate"),  # scipy, only for `bench claims calibrate`
     ("harness.lm_eval_cli", "harness.lm_eval_bridge"),  # registers the model with lm-eval when run
     ("harness.report.summary", "harness.stats"),  # scipy, only when a continual table is printed
     ("harness.report.build", "harness.report.figures"),  # matplotlib, only when figures are drawn

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ConfigError, parse_overrides, resolve
+from harness.config import ConfigError, resolve
+from harness.typed_config import parse_overrides
 
 SUITE = """
 description: a tiny suite for tests

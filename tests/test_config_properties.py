@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.claims import load_claim
-from harness.config import ConfigError, RunConfig, resolve
+from harness.config import ConfigError, resolve
+from harness.run_config import RunConfig
 
 VALID_SUITE = {
     "description": "property tests",

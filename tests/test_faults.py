@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from harness import cli
 from harness.config import ConfigError, resolve
-from harness.launch import Seen, execute, split_by_store
+from harness.execute import Seen, execute, split_by_store
 from harness.locks import LOCK_NAME, MARKER_NAME, is_running, try_claim
 from harness.plan import plan
 from harness.store import Store, StoreError

@@ -7,7 +7,8 @@ import copy
 import pytest
 import torch
 
-from harness.config import ConfigError, build_dataclass, resolve
+from harness.config import ConfigError, resolve
+from harness.typed_config import build_dataclass
 from harness.interface import SetupContext
 from harness.plan import plan
 from harness.runner import build_task, run_cell

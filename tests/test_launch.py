@@ -15,7 +15,9 @@ import pytest
 
 from harness import registry
 from harness.config import resolve
-from harness.launch import LauncherConfig, execute, launch
+from harness.execute import execute
+from harness.launch import launch
+from harness.run_config import LauncherConfig
 from harness.plan import plan
 from harness.sweep import expand_grid
 

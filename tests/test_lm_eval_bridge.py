@@ -25,7 +25,7 @@ from lm_eval.api.instance import Instance  # noqa: E402
 
 from harness.config import resolve_overrides  # noqa: E402
 from harness.interface import TaskDataError  # noqa: E402
-from harness.launch import execute  # noqa: E402
+from harness.execute import execute  # noqa: E402
 from harness.lm_eval_bridge import BenchLM, BenchRunError, hf_lm, run_lm_eval  # noqa: E402
 from harness.plan import plan  # noqa: E402
 from lm_fixtures import fetched  # noqa: E402

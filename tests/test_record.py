@@ -55,7 +55,7 @@ def _run(directory: Path, text: str, *overrides: str) -> dict[str, Any]:
     path.write_text(text)
     (cell,) = plan(resolve([f"suite={path}", *overrides]))
     record = to_jsonable(run_cell(cell))  # as Store.write stores it
-    record["worker"] = {"host": "test", "pid": 1}  # as launch.execute adds it
+    record["worker"] = {"host": "test", "pid": 1}  # as execute.execute adds it
     if record.get("curve"):
         record["curve"] = record["curve"][:2]
     return record

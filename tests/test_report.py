@@ -25,7 +25,8 @@ import torch
 from harness import registry
 from harness.config import resolve
 from harness.plan import plan
-from harness.report.build import build_report, cmd_report, read_suite_data, suite_figures
+from harness.report.build import build_report, cmd_report, suite_figures
+from harness.report.suite_data import read_suite_data
 from harness.runner import new_record, run_cell
 from harness.store import Store
 from methods.backprop import Backprop

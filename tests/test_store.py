@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import torch
 
+from harness import atomic_io
 from harness import store as store_mod
 from harness.jsonable import run_id, to_jsonable
 from harness.store import Store, StoreError
@@ -266,7 +267,7 @@ def test_os_errors_become_store_errors_naming_path_and_fix(tmp_path, monkeypatch
     def refuse(*args, dir=None, **kwargs):
         raise OSError(code, os.strerror(code), str(dir))
 
-    monkeypatch.setattr(store_mod.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(atomic_io.tempfile, "mkstemp", refuse)
     with pytest.raises(StoreError, match=phrase) as info:
         store.check_writable()
     assert str(info.value).startswith(f"results directory {root} ")

@@ -49,7 +49,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from harness import budget as budgets
-from harness.config import build_dataclass
+from harness.typed_config import build_dataclass
 from harness.interface import Batch, MemoryOnlyTask, SetupContext
 from harness.ledger import declared_bytes, storage_bytes
 from harness.loops.common import cell_generators, seed_everything

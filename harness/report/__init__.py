@@ -2,8 +2,10 @@
 
 Modules:
 
-    build        `bench report SUITE|claims`: reads the results table, lays out the sections,
-                 writes reports/<target>/ (index.html, report.md, fig-*.png)
+    build        `bench report SUITE|claims`: lays out the sections and writes
+                 reports/<target>/ (index.html, report.md, fig-*.png)
+    suite_data   a suite's rows of the results table, loaded and labelled (SuiteData)
+    variants     the labels that tell apart a task's settings and a method's configs
     document     the tiny document model (Section of Text, Table, Image) and its two renderers
     figures      the matplotlib figures (learning curves, accuracy vs cost, memory ledger)
     format       the formatting rules every report table shares ("—" for unknown, never 0)
@@ -16,7 +18,8 @@ imported from its module. Importing this package does not import matplotlib (bui
 imports the figures module when a report draws them).
 """
 
-from harness.report.build import ReportError, build_report, cmd_report
+from harness.report.build import build_report, cmd_report
+from harness.report.suite_data import ReportError
 from harness.report.summary import render, summarise
 
 __all__ = ["ReportError", "build_report", "cmd_report", "render", "summarise"]

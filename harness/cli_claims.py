@@ -1,0 +1,153 @@
+"""`bench claims list | new ID | verify ID|all [key=value ...] | calibrate [sims=N] [seed=S]`.
+
+The claims commands and how a verdict is printed (claim, statement, robustness, interval,
+every seed). They are apart from harness/cli.py, which parses the arguments and dispatches,
+because they are a command group of their own; harness.claims (and harness.calibrate) are
+imported only when a claims command runs, since they need scipy.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from harness.cli_common import Display, console, directory_of, fail
+from harness.config import SUITES_DIR
+from harness.store import Store, StoreError
+from harness.typed_config import ConfigError, parse_overrides
+
+CLAIMS_DIR = SUITES_DIR / "claims"
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from harness import claims as claims_mod  # scipy is only needed here
+
+    claims_dir = Path(args.claims_dir)
+    try:
+        if args.action == "list":
+            overrides = parse_overrides([a for a in args.ids if "=" in a])
+            return _claims_list(claims_mod, claims_dir, directory_of("results_dir", args.results_dir, overrides, "results"))
+        if args.action == "calibrate":
+            return _claims_calibrate(parse_overrides(args.ids))
+        if not args.ids:
+            return fail(f"bench claims {args.action} needs a claim id{' or all' if args.action == 'verify' else ''}.")
+        if args.action == "new":
+            console.print(f"wrote {claims_mod.new_claim(args.ids[0], claims_dir)}: edit it, then "
+                          f"`bench claims verify {args.ids[0]}`")
+            return 0
+        ids, extra = [a for a in args.ids if "=" not in a], parse_overrides([a for a in args.ids if "=" in a])
+        paths = claims_mod.claim_paths(claims_dir) if ids == ["all"] else [claims_mod.find_claim(i, claims_dir)
+                                                                             for i in ids]
+        claims = [(claims_mod.load_claim(p), p) for p in paths]
+    except ConfigError as exc:
+        return fail(str(exc))
+    try:
+        store = Store(directory_of("results_dir", args.results_dir, extra, "results"))
+    except ConfigError as exc:
+        return fail(str(exc))
+    try:
+        store.check_writable()
+    except StoreError as exc:
+        return fail(str(exc))
+    display = Display(None)
+    try:
+        runner = claims_mod.ClaimCells(store, extra, display.on_progress, display.on_record)
+    except ConfigError as exc:
+        return fail(str(exc))
+    verdicts = []
+    with display.progress:
+        for claim, path in claims:
+            try:
+                document = claims_mod.verify(claim, runner, path, robustness=not args.no_robustness)
+                claims_mod.write_verdict(store, document)
+            except ConfigError as exc:
+                return fail(f"claim {claim.id}: {exc}")
+            except StoreError as exc:
+                return fail(f"claim {claim.id}: {exc} Records and verdicts written before are intact.")
+            verdicts.append(document)
+            _print_verdict(document)
+    try:
+        store.rebuild_index()
+    except StoreError as exc:
+        return fail(f"{exc} The records are intact; the index is a cache that the next run rebuilds.")
+    console.print(f"{len(verdicts)} claims verified, {runner.ran} cells trained; verdicts in {store.verdicts_dir}")
+    return 0
+
+
+VERDICT_COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "not comparable": "magenta"}
+
+
+def _print_verdict(document: dict[str, Any]) -> None:
+    verdict = document["verdict"]
+    console.rule(f"[bold]{document['claim']}[/]: [{VERDICT_COLOURS[verdict]}]{verdict}[/]")
+    console.print(f"“{document['statement']}” — {document['source']}", highlight=False, markup=False)
+    robust = document.get("robustness") or {}
+    if robust:
+        console.print(f"robustness: {robust.get('label')} ({robust.get('reason')})", highlight=False, markup=False)
+    console.print(f"{document['quantity']} {document['relation']}: {document['reason']}", highlight=False,
+                  markup=False)
+    if document["interval"]:
+        low, high = (("-inf" if i == 0 else "inf") if x is None else f"{x:.4g}"
+                     for i, x in enumerate(document["interval"]))
+        estimate = "unbounded" if document["estimate"] is None else f"{document['estimate']:.4g}"
+        console.print(f"estimate {estimate}, {100 * document['confidence']:.4g}% interval "
+                      f"[{low}, {high}] ({document['interval_method']}; look {document.get('look')})"
+                      + (f"; about {document['seeds_to_decide']} seeds would decide it at "
+                         f"{100 * document.get('seeds_to_decide_power', 0.8):.0f}% power"
+                         if document.get("seeds_to_decide") else ""), highlight=False)
+
+    def show(x: Any) -> str:
+        return "unbounded" if x is None else f"{x:.6g}"
+
+    for row in document["per_seed"]:
+        base = "" if row.get("baseline") is None else f", baseline {show(row['baseline'])}"
+        span = (f" in [{show(row.get('low'))}, {show(row.get('high'))}]"
+                if row.get("low", row["value"]) != row["value"] or row.get("high", row["value"]) != row["value"] else "")
+        console.print(f"  seed {row['seed']}: method {show(row['method'])}{base} -> {show(row['value'])}{span}"
+                      + (" (diverged)" if row.get("method_diverged") else ""), highlight=False)
+
+
+def _claims_list(claims_mod: Any, claims_dir: Path, results_dir: Path) -> int:
+    table = Table(title=f"claims in {claims_dir}")
+    for column in ("id", "quantity", "relation", "method vs baseline", "suite/task", "last verdict"):
+        table.add_column(column)
+    store = Store(results_dir, read_only=True)
+    store.check_readable()
+    verdicts = store.read_verdicts()
+    for path in claims_mod.claim_paths(claims_dir):
+        claim = claims_mod.load_claim(path)
+        document = verdicts.get(claim.id)
+        verdict = document.get("verdict") if isinstance(document, dict) else None
+        last = ("not verified" if document is None else verdict if isinstance(verdict, str)
+                else "unreadable: verify again")
+        stale = claims_mod.staleness(document, path, store) if isinstance(verdict, str) else None
+        if stale:
+            last += f" (stale: {stale})"
+        versus = claim.method.name + (f" vs {claim.baseline.name}" if claim.baseline else "")
+        table.add_row(claim.id, claim.quantity, claim.relation, versus, f"{claim.suite}/{claim.task}", last)
+    console.print(table)
+    return 0
+
+
+def _claims_calibrate(overrides: list[tuple[str, Any]]) -> int:
+    """`bench claims calibrate [sims=N] [seed=S]`: false-support rates of simulated false claims."""
+    from harness import calibrate
+
+    options = dict(overrides)
+    unknown = sorted(set(options) - {"sims", "seed"})
+    if unknown:
+        return fail(f"bench claims calibrate takes sims=N and seed=S, not {', '.join(unknown)}.")
+    sims, seed = int(options.get("sims", 20_000)), int(options.get("seed", 0))
+    rows = calibrate.table(sims, seed)
+    table = Table(title=f"false support of claims that are false at their boundary ({sims} simulations each)")
+    for column in ("scenario", "seeds", "false support", "MC error (1 sd)", "<= 5%"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.scenario, row.seeds, f"{row.rate:.2%}", f"{row.mc_error:.2%}",
+                      "yes" if row.rate <= 0.05 else "NO")
+    console.print(table)
+    console.print(calibrate.markdown(rows, sims, seed), markup=False, highlight=False)
+    return 0 if all(row.rate <= 0.05 for row in rows) else 1
