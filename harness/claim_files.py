@@ -27,6 +27,10 @@ CLAIMS_DIR = SUITES_DIR / "claims"
 SAFE_OVERRIDES = ("threads", "device", "results_dir", "data_dir", "launcher", "meter")
 
 
+class NotComparable(Exception):
+    """A required method, suite, task or measurement is missing; the message says which."""
+
+
 @dataclass(frozen=True)
 class Side:
     """One side of a comparison: a registered method and its settings."""

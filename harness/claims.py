@@ -63,7 +63,9 @@ from harness.quantities import QUANTITIES, Missing, Quantity, per_seed, resoluti
 from harness.loops.common import ProgressCallback
 from harness.record import Record
 from harness.stats import POWER, Evidence, Relation, bootstrap_interval, decide
-from harness.claim_files import CLAIMS_DIR, Claim, Side, check_overrides, claim_paths, find_claim, load_claim, new_claim
+from harness.claim_files import (CLAIMS_DIR, Claim, NotComparable, Side, check_overrides, claim_paths, find_claim,
+                                  load_claim, new_claim)
+from harness.tuning import TUNING_SEED, tune_both
 from harness.jsonable import canonical_json
 from harness.store import Store
 
@@ -72,7 +74,6 @@ __all__ = ["CLAIMS_DIR", "ClaimCells", "claim_paths", "find_claim", "load_claim"
            "verify", "write_verdict"]
 
 MEMORY_STEPS = 5
-TUNING_SEED = 10_000  # tuning trials run on a seed no comparison uses
 
 
 def file_sha256(path: Path) -> str:
@@ -84,10 +85,6 @@ def record_sha256(record: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------- planning
-
-
-class NotComparable(Exception):
-    """A required method, suite, task or measurement is missing; the message says which."""
 
 
 def _check_prerequisites(claim: Claim, device: str) -> None:
@@ -190,81 +187,6 @@ def _incomplete(records: dict[int, Record | None], who: str, allow_diverged: boo
         return None
     detail = "; ".join(f"seed {s}: {r.status if r else 'missing'} ({r.error if r else None})" for s, r in bad.items())
     return f"{who} did not complete every seed: {detail}"
-
-
-def _val_score(record: Record) -> float:
-    """The validation metric oriented so that larger is better (bits per byte is lower-is-better)."""
-    value = record.final_metric("val")
-    if value is None or not math.isfinite(value):
-        return -math.inf
-    return value if record.higher_is_better else -value
-
-
-def search_space(side: Side, trials: int) -> tuple[float, ...]:
-    """The learning rates a side is tuned over: its own `tune_lr`, else `trials` rates spaced by
-    factors of 2 around its configured (or default) lr, the method's declared default space."""
-    if side.tune_lr:
-        return tuple(side.tune_lr)
-    fields = {f.name: f for f in dataclasses.fields(registry.get_method(side.name).Config)}
-    if trials == 0 or "lr" not in fields:
-        return ()
-    centre = float(side.config.get("lr", fields["lr"].default))
-    return tuple(centre * 2.0 ** (k - (trials - 1) / 2) for k in range(trials))
-
-
-def _trial_score(claim: Claim, quantity: Quantity, record: Record) -> float:
-    """What a tuning trial is chosen by: the claim's own quantity where it reads a validation
-    curve (a cost to the claim's target: lower is better), else the validation metric."""
-    if quantity.to_target and claim.target is not None:
-        cost = quantity.read(record, claim.target).value
-        return -cost if math.isfinite(cost) else -math.inf
-    return _val_score(record)
-
-
-def _tuned(claim: Claim, side: Side, space: tuple[float, ...], runner: ClaimCells,
-           quantity: Quantity) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """`side`'s config with the learning rate that won on TUNING_SEED, and every trial."""
-    if not space:
-        return dict(side.config), []
-    trials = []
-    for lr in space:
-        config = {**side.config, "lr": lr}
-        record = runner.records(_cells(claim, side, config, [TUNING_SEED], runner.extra), "tuning")[TUNING_SEED]
-        if problem := _incomplete({TUNING_SEED: record}, f"{side.name} trial lr={lr:g}", allow_diverged=False):
-            trials.append({"lr": lr, "seed": TUNING_SEED, "val": None, "score": None, "status": problem})
-            continue
-        assert record is not None
-        trials.append({"lr": lr, "seed": TUNING_SEED, "val": record.final_metric("val"),
-                       "score": _finite(_trial_score(claim, quantity, record)), "status": "completed"})
-    finished = [t for t in trials if t["val"] is not None]
-    if not finished:
-        raise NotComparable(f"every tuning trial of {side.name} failed: {trials}")
-    best = max(finished, key=lambda t: -math.inf if t["score"] is None else t["score"])
-    return {**side.config, "lr": best["lr"]}, trials
-
-
-def tune_both(claim: Claim, runner: ClaimCells, quantity: Quantity) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """The equal-tuning rule (AlgoPerf's external tuning): both sides get the same number of
-    trials, on TUNING_SEED's validation split, chosen by the claim's own quantity.
-
-    Returns (method config, baseline config, the record of the tuning for the verdict file).
-    A side that cannot be tuned (no `lr`) means neither is: equal effort, said in the record.
-    """
-    assert claim.baseline is not None
-    trials = max(len(claim.method.tune_lr), len(claim.baseline.tune_lr))
-    spaces = {"method": search_space(claim.method, trials), "baseline": search_space(claim.baseline, trials)}
-    untunable = [name for name, space in spaces.items() if trials and not space]
-    if untunable:
-        spaces = {"method": (), "baseline": ()}
-    method_config, method_trials = _tuned(claim, claim.method, spaces["method"], runner, quantity)
-    baseline_config, baseline_trials = _tuned(claim, claim.baseline, spaces["baseline"], runner, quantity)
-    record = {"trials_per_side": len(spaces["method"]), "seed": TUNING_SEED,
-              "chosen_by": (f"cost to reach {claim.target} ({claim.quantity})"
-                            if quantity.to_target and claim.target is not None else "validation metric"),
-              "method": method_trials, "baseline": baseline_trials,
-              "reason": (f"{', '.join(untunable)} has no learning rate to tune, so neither side is tuned (equal effort)"
-                         if untunable else None)}
-    return method_config, baseline_config, record
 
 
 # ------------------------------------------------------------------------- verdicts
@@ -372,7 +294,10 @@ def _verify_once(claim: Claim, runner: ClaimCells, claim_path: Path | None = Non
         extra = runner.extra + ([("budget.steps", MEMORY_STEPS)] if memory else [])
         method_config, baseline_config = dict(claim.method.config), dict(claim.baseline.config) if claim.baseline else {}
         if claim.baseline is not None and not memory:  # the learning rate changes no memory figure
-            method_config, baseline_config, document["tuning"] = tune_both(claim, runner, quantity)
+            def run_trial(side: Side, config: dict[str, Any]) -> Record | None:
+                return runner.records(_cells(claim, side, config, [TUNING_SEED], runner.extra), "tuning")[TUNING_SEED]
+
+            method_config, baseline_config, document["tuning"] = tune_both(claim, run_trial, quantity)
             document["baseline_sweep"] = document["tuning"]["baseline"]
         method_cells = _cells(claim, claim.method, method_config, seeds, extra)
         document["provenance"]["method"] = _resolved(method_cells[0], method_config)
