@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,25 +59,23 @@ def _explicit_losses(method: Evolution, model: nn.Module, batch) -> list[float]:
     return losses
 
 
-def test_batched_low_rank_population_equals_explicit_members() -> None:
-    for task, rank in ((_digits(), 2), (_lm(), 1)):  # Linear with biases; Embedding + bias-free Linear
-        method = _setup(task, EvolutionConfig(population=6, rank=rank, sigma=0.05))
-        plain = copy.deepcopy(method.model)
-        batch = next(task.train_batches(8, torch.Generator().manual_seed(1)))
-        method._seed = 1234
-        batched = method._population_losses(batch).tolist()
-        explicit = _explicit_losses(method, plain, batch)
-        assert torch.allclose(torch.tensor(batched), torch.tensor(explicit), atol=1e-4), (batched, explicit)
+def _vit() -> DigitsTask:
+    return DigitsTask(DigitsConfig(model="vit", vit=ViTConfig(patch_size=4, dim=16, depth=1, heads=2)))
 
 
-def test_batched_perturbation_of_token_activations_equals_explicit_members() -> None:
-    """The ViT's Linears see [members * N, tokens, width] activations: the in-place batched
-    low-rank term (bias noise folded in as one more rank) is each member's own perturbation."""
-    task = DigitsTask(DigitsConfig(model="vit", vit=ViTConfig(patch_size=4, dim=16, depth=1, heads=2)))
-    method = _setup(task, EvolutionConfig(population=4, rank=2, sigma=0.05))
+@pytest.mark.parametrize(("make_task", "rank", "population"), [
+    (_digits, 2, 6),  # Linear with biases
+    (_lm, 1, 6),  # Embedding + bias-free Linear
+    # the ViT's Linears see [members * N, tokens, width] activations: the in-place batched low-rank
+    # term (bias noise folded in as one more rank) must be each member's own perturbation
+    (_vit, 2, 4),
+])
+def test_batched_low_rank_population_equals_explicit_members(make_task, rank: int, population: int) -> None:
+    task = make_task()
+    method = _setup(task, EvolutionConfig(population=population, rank=rank, sigma=0.05))
     plain = copy.deepcopy(method.model)
     batch = next(task.train_batches(8, torch.Generator().manual_seed(1)))
-    method._seed = 99
+    method._seed = 1234
     batched = method._population_losses(batch).tolist()
     explicit = _explicit_losses(method, plain, batch)
     assert torch.allclose(torch.tensor(batched), torch.tensor(explicit), atol=1e-4), (batched, explicit)
