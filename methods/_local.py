@@ -14,7 +14,7 @@ from __future__ import annotations
 
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from harness.interface import BlockModel, SetupContext
 from harness.interface import seeded_init as seeded  # noqa: F401  (re-exported for the methods)
@@ -41,3 +41,13 @@ def block_shapes(model: BlockModel, input_shape: tuple[int, ...], device: torch.
     outputs = model.block_outputs(torch.zeros(1, *input_shape, device=device))
     model.train(was_training)
     return [tuple(h.shape[1:]) for h in outputs]
+
+
+def hebbian_update(layer: nn.Linear, x: Tensor, u: Tensor, rule: str, tau: float) -> Tensor:
+    """The Hebbian weight increment of `layer` for inputs x and pre-activations u = W x + b."""
+    x, u = x.flatten(0, -2), u.flatten(0, -2)  # examples (and tokens) as rows
+    w = layer.weight
+    if rule == "oja":  # subspace rule: y x^T - y y^T W, y = u
+        return (u.T @ x - (u.T @ u) @ w) / x.shape[0]
+    y = torch.softmax(u / tau, dim=1)  # SoftHebb: soft winner-take-all over the neurons
+    return (y.T @ x - (y * u).sum(0).unsqueeze(1) * w) / x.shape[0]

@@ -5,7 +5,7 @@ learn deep representations using self-supervised contrastive predictions (CLAPP)
 Journé, A., Rodriguez, H. G., Guo, Q. & Moraitis, T. (2023). Hebbian deep learning without
 feedback (SoftHebb). ICLR 2023. Widrow, B. & Hoff, M. E. (1960): the delta rule.
 Reference code read: none copied; CLAPP's rule from the paper (eq. 2-4), SoftHebb's as in
-methods/local_learning.py (`hebbian_update`, reused from there).
+methods/_local.py (`hebbian_update`, shared with local_learning).
 
 One step on a batch (x, y), under torch.no_grad(), block by block:
 - block k runs once on the previous stage's output (the stem's, for k = 0); z_k is its
@@ -79,8 +79,7 @@ from torch import Tensor, nn
 
 from harness.interface import Batch, SetupContext, StepStats, optimizer_state_tensors
 from harness.registry import register_method
-from methods._local import WeightOptimizer, block_shapes, make_optimizer, num_classes, set_lr
-from methods.local_learning import hebbian_update
+from methods._local import WeightOptimizer, block_shapes, hebbian_update, make_optimizer, num_classes, set_lr
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,8 @@ from torch import Tensor, nn
 
 from harness.interface import Batch, SetupContext, StepStats, optimizer_state_tensors
 from harness.registry import register_method
-from methods._local import WeightOptimizer, block_shapes, make_optimizer, num_classes, seeded, set_lr
+from methods._local import (WeightOptimizer, block_shapes, hebbian_update, make_optimizer, num_classes, seeded,
+                            set_lr)
 
 
 @dataclass(frozen=True)
@@ -124,16 +125,6 @@ def similarity(h: Tensor) -> Tensor:
     h = h.flatten(1)
     h = h - h.mean(dim=1, keepdim=True)
     return F.normalize(h, dim=1) @ F.normalize(h, dim=1).T
-
-
-def hebbian_update(layer: nn.Linear, x: Tensor, u: Tensor, rule: str, tau: float) -> Tensor:
-    """The Hebbian weight increment of `layer` for inputs x and pre-activations u = W x + b."""
-    x, u = x.flatten(0, -2), u.flatten(0, -2)  # examples (and tokens) as rows
-    w = layer.weight
-    if rule == "oja":  # subspace rule: y x^T - y y^T W, y = u
-        return (u.T @ x - (u.T @ u) @ w) / x.shape[0]
-    y = torch.softmax(u / tau, dim=1)  # SoftHebb: soft winner-take-all over the neurons
-    return (y.T @ x - (y * u).sum(0).unsqueeze(1) * w) / x.shape[0]
 
 
 @register_method("local_learning")

@@ -12,7 +12,8 @@ from harness.meter import Meter, MeterConfig
 from harness.plan import plan
 from harness.registry import get_method
 from harness.runner import run_cell
-from methods.local_learning import LocalLearning, LocalLearningConfig, hebbian_update
+from methods._local import hebbian_update
+from methods.local_learning import LocalLearning, LocalLearningConfig
 from suites.tasks.image_classification import DigitsConfig, DigitsTask, FashionMNISTTask, ImageTaskConfig
 from suites.tasks.vision_models import MLPConfig, ViTConfig
 
