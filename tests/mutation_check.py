@@ -65,7 +65,7 @@ MUTANTS = [
     ("confidence may loosen alpha", "harness/claim_files.py",
      "if self.confidence is not None and not (1 - ALPHA <= self.confidence < 1):",
      "if self.confidence is not None and not (0.5 <= self.confidence < 1):"),
-    ("two seeds accepted", "harness/stats.py", "MIN_SEEDS = 3", "MIN_SEEDS = 2"),
+    ("two seeds accepted", "harness/stats.py", "MIN_SEEDS = 3\n", "MIN_SEEDS = 2\n"),
     ("equivalence on raw ratios", "harness/stats.py",
      "return (-math.log1p(relation.value), math.log1p(relation.value))",
      "return (-relation.value, relation.value)"),

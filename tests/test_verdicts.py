@@ -20,7 +20,7 @@ from harness.cli import main
 from harness.config import ConfigError
 from harness.quantities import QUANTITIES, accuracy_resolution, per_seed
 from harness.record import SupervisedFinal, parse_record
-from harness.stats import ALPHA, Evidence, Relation, decide, look_alpha, seeds_to_decide
+from harness.stats import ALPHA, Evidence, Relation, decide, look_alpha, one_sided_bound, seeds_to_decide
 from harness.store import Store
 
 TINY = {"suite": "vision-vit", "task": "mlp", "seeds": 3, "budget": {"steps": 40},
@@ -360,3 +360,16 @@ def test_false_support_is_at_most_5_percent_in_every_scenario() -> None:
     for i, (name, seeds, relation, log_scale, draw) in enumerate(s for s in chosen if s[1] == 3):
         row = rate(400, 99 + i, draw, 6, relation, log_scale, looks=2)
         assert row.rate <= 0.05, f"{name}, two looks: {row.rate:.1%} false support"
+
+
+def test_resolution_alone_widens_seeds_that_agree_exactly() -> None:
+    """Three seeds with the same accuracy gap on 359 test images: the 1/359 step still leaves doubt."""
+    low = one_sided_bound([0.01, 0.01, 0.01], "low", 0.025, step=1 / 359)
+    high = one_sided_bound([0.01, 0.01, 0.01], "high", 0.025, step=1 / 359)
+    assert low < 0.01 < high
+    assert one_sided_bound([0.01, 0.01, 0.01], "low", 0.025) == pytest.approx(0.01)  # no step: exact
+
+
+def test_two_seeds_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least 3"):
+        decide(Evidence.exact([0.1, 0.2]), Relation.parse(">= 0"))
