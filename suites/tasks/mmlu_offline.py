@@ -11,7 +11,8 @@ The source rows have fields question, answer_a..answer_d, correct_answer (A-D) a
 ("abstract algebra"); two header-like rows whose correct_answer reads "answer" are skipped,
 leaving 14,042 questions, MMLU's test split. There is no dev split, so the tasks are zero-shot.
 
-The task YAMLs are committed in suites/lm/tasks/mmlu_offline/: lm-eval's MMLU prompt
+The task YAMLs are committed beside the pack, suites/lm/tasks/mmlu_offline*.yaml (flat, because
+lm-eval resolves `!function bench_pack.x` next to the YAML and cannot reach a parent folder): lm-eval's MMLU prompt
 ("question\\nA. ..\\nB. ..\\nC. ..\\nD. ..\\nAnswer:", choices " A".." D"), metric acc, one task
 `mmlu_offline_<subject>` per subject, groups `mmlu_offline_{stem,humanities,social_sciences,other}`
 and `mmlu_offline` (acc weighted by size, as lm-eval's `mmlu`). They are named `mmlu_offline*`,
@@ -161,11 +162,16 @@ def check_offline(data_dir: str | Path | None) -> Path:
 
 
 def load_subject(subject: str, data_dir: str | Path | None) -> list[dict[str, Any]]:
-    """The rows of one subject (an empty list if the source had none of it)."""
-    path = check_offline(data_dir) / f"{subject}.jsonl"
+    """The rows of one subject; a TaskDataError if the fetched data has none (lm-eval cannot score an empty task)."""
     if subject not in SUBJECTS:
         raise TaskDataError(f"{subject!r} is not an MMLU subject (see suites/tasks/mmlu_offline.py SUBJECTS).")
-    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+    directory = check_offline(data_dir)
+    path = directory / f"{subject}.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+    if not rows:
+        raise TaskDataError(f"{directory} has no questions of {subject} (its manifest lists what the source held): "
+                            "run `bench data mmlu --force` to fetch the full test set again.")
+    return rows
 
 
 @dataclass(frozen=True)
