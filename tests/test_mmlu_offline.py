@@ -42,7 +42,8 @@ def source_rows(every_subject: bool) -> list[dict[str, str]]:
     n = 0
     for topic, count in counts.items():
         for i in range(count):
-            rows.append({"question": f"Question {i} of {topic}?", "answer_a": f"alpha {i}", "answer_b": f"beta {i}",
+            tail = "\u2028(a line separator, as in real MMLU questions)" if (topic, i) == ("world religions", 0) else ""
+            rows.append({"question": f"Question {i} of {topic}?{tail}", "answer_a": f"alpha {i}", "answer_b": f"beta {i}",
                          "answer_c": f"gamma {i}", "answer_d": f"delta {i}", "correct_answer": "ABCD"[n % 4],
                          "topic": topic})
             n += 1
@@ -81,6 +82,7 @@ def test_conversion_skips_headers_maps_letters_and_splits_subjects(tmp_path: Pat
     assert [r["answer"] for r in anatomy] == [1, 2, 3, 0]
     assert all(r["question"] != "question" for s in ("abstract_algebra", "anatomy", "world_religions")
                for r in mmlu_offline.load_subject(s, root))
+    assert mmlu_offline.load_subject("world_religions", root)[0]["question"].endswith("real MMLU questions)")
     with pytest.raises(TaskDataError, match="no questions of virology.*--force"):
         mmlu_offline.load_subject("virology", root)
 

