@@ -234,7 +234,7 @@ def run_lm_eval(model: Any, names: list[str], include_path: Path, metadata: dict
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    pack = {p.stem for p in Path(include_path).glob("*.yaml")}
+    pack = {p.stem for p in Path(include_path).rglob("*.yaml")}  # tasks, and groups named as their file
     manager = TaskManager(include_path=str(include_path), include_defaults=any(n not in pack for n in names),
                           metadata=metadata)
     with _quiet():

@@ -13,8 +13,10 @@ The jsonl files are written to `<data_dir>/shakespeare/lm_eval/` by `bench data`
 first use, deterministically (fixed seeds; the same bytes on every machine), and loaded
 by the pack's `custom_dataset` hooks with the path resolved at load time.
 
-MMLU itself runs through lm-eval's own `mmlu` group; `check_mmlu` says, before any
-training, whether its data (the hub dataset cais/mmlu) is on this machine.
+MMLU runs offline as the group `mmlu_offline` (data from `bench data mmlu`, tasks in
+suites/lm/tasks/mmlu_offline/, see suites/tasks/mmlu_offline.py), or through lm-eval's own
+`mmlu` group from the hub dataset cais/mmlu; `check_mmlu` says, before any training,
+whether the data of the MMLU tasks asked for is on this machine.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.interface import TaskDataError
-from suites.tasks import text_corpus
+from suites.tasks import mmlu_offline, text_corpus
 
 PACK_CORPORA = ("shakespeare", "milton")
 PACK_TASKS = tuple(f"{c}_{kind}" for c in PACK_CORPORA for kind in ("next_line", "bpb"))
@@ -129,13 +131,24 @@ def load(corpus: str, kind: str, metadata: dict[str, Any]) -> Any:
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
 
 
-def check_mmlu() -> None:
-    """TaskDataError unless MMLU's data is in the Hugging Face cache (lm-eval reads it from there)."""
-    if mmlu_cached():
+def is_mmlu(name: str) -> bool:
+    return name == "mmlu" or name.startswith("mmlu_")
+
+
+def check_mmlu(names: tuple[str, ...] | list[str] = ("mmlu",), data_dir: str | Path | None = None) -> None:
+    """TaskDataError unless the data of the MMLU tasks among `names` is here.
+
+    `mmlu_offline*` reads what `bench data mmlu` wrote under the data root; lm-eval's own
+    `mmlu*` reads the hub dataset cais/mmlu from the Hugging Face cache.
+    """
+    if any(mmlu_offline.is_offline_name(n) for n in names):
+        mmlu_offline.check_offline(data_dir)
+    if not any(is_mmlu(n) and not mmlu_offline.is_offline_name(n) for n in names) or mmlu_cached():
         return
     raise TaskDataError(
         f"MMLU's data ({MMLU_HUB_NAME}, read by lm-eval's `mmlu` tasks) is not in the Hugging Face cache of this "
-        "machine, and the hub cannot be reached offline. On a machine with internet run "
+        "machine, and the hub cannot be reached offline. The same test set runs offline: `bench data mmlu`, then "
+        "lm_eval_tasks=[mmlu_offline] (zero-shot, lm-eval's MMLU prompt). Or, on a machine with internet, run "
         f"`python -c \"import datasets; datasets.load_dataset('{MMLU_HUB_NAME}', 'all')\"` to cache it, then copy "
         "~/.cache/huggingface here (or point HF_HOME at a copy); otherwise drop mmlu from lm_eval_tasks (the "
         "offline pack, e.g. shakespeare_next_line and shakespeare_bpb, needs no download)."

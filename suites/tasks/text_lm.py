@@ -171,8 +171,8 @@ class TextLMTask:
         if importlib.util.find_spec("lm_eval") is None:
             raise TaskDataError("lm_eval_tasks needs lm-eval: pip install -e '.[lm]' (or set "
                                 "lm_eval_tasks=[] to train without the lm-eval evaluation).")
-        if any(t == "mmlu" or t.startswith("mmlu_") for t in self.config.lm_eval_tasks):
-            lm_eval_pack.check_mmlu()
+        if any(lm_eval_pack.is_mmlu(t) for t in self.config.lm_eval_tasks):
+            lm_eval_pack.check_mmlu(self.config.lm_eval_tasks, self.lm_eval_metadata()["data_dir"])
         if any(t in lm_eval_pack.PACK_TASKS for t in self.config.lm_eval_tasks):
             lm_eval_pack.ensure_pack(self.config.data_dir)
 
