@@ -52,6 +52,7 @@ import torch
 
 from harness import registry
 from harness.config import ConfigError, resolve_overrides, suite_path
+from harness.typed_config import build_dataclass
 from harness.energy import EnergyMeter
 from harness.environment import git_commit
 from harness.interface import memory_variants
@@ -70,8 +71,8 @@ from harness.jsonable import canonical_json
 from harness.store import Store
 
 # The claim-file functions the command line and the Python API reach through this module.
-__all__ = ["CLAIMS_DIR", "ClaimCells", "claim_paths", "find_claim", "load_claim", "new_claim", "staleness",
-           "verify", "write_verdict"]
+__all__ = ["CLAIMS_DIR", "ClaimCells", "claim_paths", "find_claim", "load_claim", "new_claim", "prepare",
+           "staleness", "verify", "write_verdict"]
 
 MEMORY_STEPS = 5
 
@@ -161,13 +162,21 @@ class ClaimCells:
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     ran: int = 0
     used: list[dict[str, Any]] = field(default_factory=list)  # provenance of the cells read since `reset`
+    collecting: bool = False  # `prepare`: cells the store lacks are gathered in `pending`, not trained
+    pending: dict[str, Cell] = field(default_factory=dict)
+    attempted: set[str] = field(default_factory=set)  # launched by `prepare`: not gathered again (a failure stays)
 
     def __post_init__(self) -> None:
         check_overrides(self.extra, "command line")
+        chosen = {str(k).split(".", 1)[1]: v for k, v in self.extra if str(k).startswith("launcher.")}
+        if chosen:  # launcher.kind=ray launcher.workers=8 ...: where the claims' cells run
+            self.launcher = build_dataclass(LauncherConfig, chosen, "launcher")
 
     def records(self, cells: list[Cell], role: str) -> dict[int, Record | None]:
         todo = split_by_store(cells, self.store).todo
-        if todo:
+        if todo and self.collecting:
+            self.pending.update({c.run_id: c for c in todo if c.run_id not in self.attempted})
+        elif todo:
             outcomes = launch(todo, self.store.root, self.launcher, self.on_progress, self.on_record)
             self.ran += outcomes["ran"]
         out: dict[int, Record | None] = {}
@@ -178,6 +187,32 @@ class ClaimCells:
                               "record_sha256": None if record is None else record_sha256(record.to_dict())})
             out[cell.seed] = record
         return out
+
+
+def prepare(claims: list[tuple[Claim, Path]], runner: ClaimCells, robustness: bool = True) -> int:
+    """Train every cell the claims need, all claims at once, through the configured launcher.
+
+    Each round plans every claim without training (the cells the store lacks are gathered)
+    and launches them together, so a cluster runs a round in the time of its slowest cell.
+    Rounds repeat because some cells depend on others (the comparison cells on the tuning
+    trials' winner); a cell launched once is not launched again (a failure is a failure).
+    Returns the number of rounds; `verify` then finds every cell in the store.
+    """
+    runner.collecting, rounds = True, 0
+    try:
+        while True:
+            runner.pending = {}
+            for claim, path in claims:
+                verify(claim, runner, path, robustness)
+            if not runner.pending:
+                return rounds
+            runner.attempted |= set(runner.pending)
+            outcomes = launch(list(runner.pending.values()), runner.store.root, runner.launcher, runner.on_progress,
+                              runner.on_record)
+            runner.ran += outcomes["ran"]
+            rounds += 1
+    finally:
+        runner.collecting, runner.pending = False, {}
 
 
 def _incomplete(records: dict[int, Record | None], who: str, allow_diverged: bool) -> str | None:
@@ -302,30 +337,36 @@ def _verify_once(claim: Claim, runner: ClaimCells, claim_path: Path | None = Non
         method_cells = _cells(claim, claim.method, method_config, seeds, extra)
         document["provenance"]["method"] = _resolved(method_cells[0], method_config)
         method = runner.records(method_cells, "method")
-        if problem := _incomplete(method, f"method {claim.method.name}", allow_diverged=True):
-            raise NotComparable(problem)
+        method_problem = _incomplete(method, f"method {claim.method.name}", allow_diverged=True)
         baseline: dict[int, Record | None] = {}
         if claim.baseline is not None:
-            config = baseline_config
-            variants = memory_variants(registry.get_method(claim.baseline.name)) if memory else ({},)
-            candidates = []
-            for variant in variants:
-                cells = _cells(claim, claim.baseline, {**config, **variant}, seeds, extra)
-                records = runner.records(cells, "baseline")
-                if problem := _incomplete(records, f"baseline {claim.baseline.name} {variant or ''}",
-                                          allow_diverged=False):
-                    diverged = [s for s, r in records.items() if r is not None and r.status == "diverged"]
-                    raise NotComparable(problem + (f". The baseline diverged in {len(diverged)} of {len(seeds)} "
-                                                   "seeds: it is not a strong baseline; tune it (tune_lr) or "
-                                                   "change its config" if diverged else ""))
-                candidates.append(({**config, **variant}, records, cells[0]))
-            # the leanest baseline variant by the claim's own measure of memory
-            key = (lambda c: statistics.fmean(quantity.read(r, claim.target).value for r in c[1].values()))
-            chosen = min(candidates, key=key) if memory else candidates[0]
-            document["baseline_used"] = {"name": claim.baseline.name, "config": chosen[0],
-                                         "variants_tried": [c[0] for c in candidates]}
-            document["provenance"]["baseline"] = _resolved(chosen[2], chosen[0])
-            baseline = chosen[1]
+            try:  # the baseline's cells are asked for even when the method's are missing (claims.prepare)
+                config = baseline_config
+                variants = memory_variants(registry.get_method(claim.baseline.name)) if memory else ({},)
+                candidates = []
+                asked = [(variant, _cells(claim, claim.baseline, {**config, **variant}, seeds, extra))
+                         for variant in variants]
+                asked = [(variant, cells, runner.records(cells, "baseline")) for variant, cells in asked]
+                for variant, cells, records in asked:
+                    if problem := _incomplete(records, f"baseline {claim.baseline.name} {variant or ''}",
+                                              allow_diverged=False):
+                        diverged = [s for s, r in records.items() if r is not None and r.status == "diverged"]
+                        raise NotComparable(problem + (f". The baseline diverged in {len(diverged)} of {len(seeds)} "
+                                                       "seeds: it is not a strong baseline; tune it (tune_lr) or "
+                                                       "change its config" if diverged else ""))
+                    candidates.append(({**config, **variant}, records, cells[0]))
+                # the leanest baseline variant by the claim's own measure of memory
+                key = (lambda c: statistics.fmean(quantity.read(r, claim.target).value for r in c[1].values()))
+                chosen = min(candidates, key=key) if memory else candidates[0]
+                document["baseline_used"] = {"name": claim.baseline.name, "config": chosen[0],
+                                             "variants_tried": [c[0] for c in candidates]}
+                document["provenance"]["baseline"] = _resolved(chosen[2], chosen[0])
+                baseline = chosen[1]
+            except NotComparable:
+                if method_problem is None:
+                    raise
+        if method_problem is not None:
+            raise NotComparable(method_problem)
         rows = per_seed(quantity, method, baseline, claim.target)
         step, shared, note = resolution(quantity, [r for r in method.values() if r],
                                         [r for r in baseline.values() if r])

@@ -59,6 +59,12 @@ def cmd_claims(args: argparse.Namespace) -> int:
         return fail(str(exc))
     verdicts = []
     with display.progress:
+        try:  # every cell of every claim first, launched together (launcher.* says where)
+            claims_mod.prepare(claims, runner, robustness=not args.no_robustness)
+        except ConfigError as exc:
+            return fail(str(exc))
+        except StoreError as exc:
+            return fail(f"{exc} Records written before are intact.")
         for claim, path in claims:
             try:
                 document = claims_mod.verify(claim, runner, path, robustness=not args.no_robustness)

@@ -88,8 +88,15 @@ def tune_both(claim: Claim, run_trial: RunTrial, quantity: Quantity) -> tuple[di
     untunable = [name for name, space in spaces.items() if trials and not space]
     if untunable:
         spaces = {"method": (), "baseline": ()}
-    method_config, method_trials = _tuned(claim, claim.method, spaces["method"], run_trial, quantity)
-    baseline_config, baseline_trials = _tuned(claim, claim.baseline, spaces["baseline"], run_trial, quantity)
+    tuned, problems = {}, []
+    for name, side in (("method", claim.method), ("baseline", claim.baseline)):
+        try:  # both sides' trials are asked for before either failure is raised (claims.prepare gathers them)
+            tuned[name] = _tuned(claim, side, spaces[name], run_trial, quantity)
+        except NotComparable as exc:
+            problems.append(exc)
+    if problems:
+        raise problems[0]
+    (method_config, method_trials), (baseline_config, baseline_trials) = tuned["method"], tuned["baseline"]
     record = {"trials_per_side": len(spaces["method"]), "seed": TUNING_SEED,
               "chosen_by": (f"cost to reach {claim.target} ({claim.quantity})"
                             if quantity.to_target and claim.target is not None else "validation metric"),

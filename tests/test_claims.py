@@ -144,3 +144,30 @@ def test_every_verdict_is_decided_again_at_half_and_double_the_budget(tmp_path, 
     assert seen == [{"steps": 100}, {"steps": 50.0}, {"steps": 200.0}]
     assert document["robustness"]["label"] == label and document["verdict"] == headline
     assert document["robustness"]["verdicts"] == {"x1": by_scale[1.0], "x0.5": by_scale[0.5], "x2": by_scale[2.0]}
+
+
+def test_verify_all_plans_every_cell_first_and_launches_them_together(tmp_path: Path, monkeypatch) -> None:
+    """Two claims, tuning and robustness budgets included: every round is one launch of every
+    missing cell; verifying afterwards trains nothing."""
+    from harness import claims as claims_mod
+
+    batches: list[int] = []
+    real_launch = claims_mod.launch
+
+    def counting_launch(cells, *args, **kwargs):
+        batches.append(len(cells))
+        return real_launch(cells, *args, **kwargs)
+
+    monkeypatch.setattr(claims_mod, "launch", counting_launch)
+    paths = [_claim(tmp_path, id=f"pair{i}", method={"name": "backprop", "config": {"optimizer": "adamw"}},
+                    baseline={"name": "backprop", "config": {"optimizer": "sgd"}, "tune_lr": [0.01, 0.05]},
+                    quantity="accuracy_gap", relation=f">= {i / 10}") for i in (0, 1)]
+    claims = [(load_claim(p), p) for p in paths]
+    runner = ClaimCells(Store(tmp_path / "results"), [])
+    rounds = claims_mod.prepare(claims, runner)
+    # round 1: the tuning trials of both sides at every budget; round 2: the compared seeds with the winners
+    assert rounds == len(batches) == 2 and batches[0] == 2 * 2 * 3  # 2 sides x 2 trials x 3 budgets, shared by both
+    trained = runner.ran
+    documents = [verify(claim, runner, path) for claim, path in claims]
+    assert runner.ran == trained and len(batches) == 2, "verify after prepare must train nothing"
+    assert all(d["verdict"] in ("supported", "refuted", "inconclusive") for d in documents)
