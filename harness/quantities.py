@@ -111,6 +111,24 @@ def _shift_gap(record: Record, target: float | None) -> Reading:
     return Reading.exact(_finite(shift.gap, "shift gap", record))
 
 
+def _shift_retention(record: Record, target: float | None) -> Reading:
+    """Mean shifted test accuracy / clean test accuracy: robustness that a method cannot gain by
+    being worse on clean data (a shift gap shrinks as clean accuracy falls; this ratio does not)."""
+    shift = record.final.shift if isinstance(record.final, (SupervisedFinal, ContinualFinal)) else None
+    if shift is None or shift.mean_shifted is None or shift.clean is None:
+        why = (shift.reason if shift else None) or "the suite ran without shift evaluation: set shift.enabled=true"
+        raise Missing(f"the record has no shifted accuracy ({why})")
+    clean = _finite(shift.clean, "clean test accuracy", record)
+    if clean <= 0:
+        raise Missing(f"{record.method} seed {record.seed}: clean test accuracy is 0, so no retention ratio")
+    return Reading.exact(_finite(shift.mean_shifted, "mean shifted accuracy", record) / clean)
+
+
+def _worst_retention(record: Record, partner: Record | None) -> Reading:
+    """A diverged run keeps nothing under shift: retention 0."""
+    return Reading(0.0, 0.0, 0.0, diverged=True)
+
+
 def _worst_accuracy_drop(record: Record, partner: Record | None) -> Reading:
     """Forgetting and shift gaps are accuracy drops: the worst is 1 (everything lost)."""
     return Reading(1.0, 1.0, 1.0, diverged=True)
@@ -215,6 +233,10 @@ QUANTITIES: dict[str, Quantity] = {q.name: q for q in [
     Quantity("shift_gap", "difference", _shift_gap,
              "method clean-minus-shifted test accuracy gap minus the baseline's (needs shift.enabled)",
              worst=_worst_accuracy_drop),
+    Quantity("shift_retention_gap", "difference", _shift_retention,
+             "method's shifted/clean test accuracy ratio minus the baseline's: OOD robustness at matched clean "
+             "accuracy, which being worse on clean data cannot buy (needs shift.enabled)",
+             worst=_worst_retention),
 ]}
 
 
