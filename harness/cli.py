@@ -276,7 +276,15 @@ def main(argv: list[str] | None = None) -> int:
     data.set_defaults(func=cmd_data)
     env = sub.add_parser("env", help="print this machine's environment as recorded in every run")
     env.set_defaults(func=cmd_env)
-    args = parser.parse_args(argv)
+    args, leftover = parser.parse_known_args(argv)
+    # argparse ends a `nargs="*"` positional at the first option, so `bench claims verify ID --claims-dir D
+    # threads=1` would refuse `threads=1`: words after an option join the command's list of ids/overrides
+    listed = next((name for name in ("overrides", "ids") if isinstance(getattr(args, name, None), list)), None)
+    unknown = [word for word in leftover if word.startswith("-") or listed is None]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if leftover:
+        getattr(args, listed).extend(leftover)
     try:
         return args.func(args)
     except StoreError as exc:  # any storage problem a command did not catch itself

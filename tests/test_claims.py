@@ -171,3 +171,12 @@ def test_verify_all_plans_every_cell_first_and_launches_them_together(tmp_path: 
     documents = [verify(claim, runner, path) for claim, path in claims]
     assert runner.ran == trained and len(batches) == 2, "verify after prepare must train nothing"
     assert all(d["verdict"] in ("supported", "refuted", "inconclusive") for d in documents)
+
+
+def test_claims_options_may_come_anywhere_on_the_command_line(tmp_path: Path, capsys) -> None:
+    path = _claim(tmp_path, id="ghost", method={"name": "telepathy"}, baseline={"name": "backprop"},
+                  quantity="accuracy_gap", relation="within 0.01")
+    for argv in (["claims", "verify", "--claims-dir", str(tmp_path), "ghost", f"results_dir={tmp_path / 'r'}"],
+                 ["claims", "verify", "ghost", "--claims-dir", str(tmp_path), f"results_dir={tmp_path / 'r'}"]):
+        assert main(argv) == 0, capsys.readouterr().err
+    assert path.is_file() and (tmp_path / "r" / "claims" / "ghost.json").is_file()
