@@ -373,3 +373,15 @@ def test_resolution_alone_widens_seeds_that_agree_exactly() -> None:
 def test_two_seeds_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 3"):
         decide(Evidence.exact([0.1, 0.2]), Relation.parse(">= 0"))
+
+
+def test_a_continual_average_accuracy_gap_gets_the_resolution_of_its_test_images(tiny: dict) -> None:
+    """A continual record's headline (average accuracy over experiences splitting the test set) moves in
+    steps of its test images like an accuracy: three seeds agreeing exactly must not give a zero-width support."""
+    from harness.quantities import resolution
+
+    records = [dataclasses.replace(r, final=dataclasses.replace(r.final, metric="average_accuracy",
+                                                               val={"average_accuracy": 0.5}, test={"average_accuracy": 0.5}))
+               for r in tiny["records"].values() if r.completed][:2]
+    step, shared, _ = resolution(QUANTITIES["accuracy_gap"], records[:1], records[1:])
+    assert step > 0 and shared > 0
