@@ -40,7 +40,7 @@ from harness.environment import environment
 from harness.export import EXPORTERS, ExportError
 from harness.interface import FetchableTask, TaskDataError
 from harness.execute import cell_states, check_data, split_by_store
-from harness.launch import Cancelled, launch
+from harness.launch import Cancelled, launch, local_workers
 from harness.sweep import expand_grid
 from harness.plan import Cell, plan
 from harness.run_config import RunConfig, describe
@@ -97,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             check_data(split.todo)
         except (TaskDataError, ConfigError) as exc:
             return fail(str(exc))
-        display = Display(len(split.todo))
+        display = Display(split.todo, local_workers(run.launcher))
         try:
             with display.progress:
                 outcomes = launch(split.todo, run.results_dir, run.launcher, display.on_progress, display.on_record,

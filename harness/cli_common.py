@@ -1,8 +1,8 @@
 """What every `bench` command shares: the consoles, the one-line error, the live progress display.
 
 `console` and `err_console` (120 columns when not a terminal, so logs stay legible), `fail`
-(prints `error: ...` and returns exit code 2), `Display` (two bars, the whole run and the
-cell in progress, with a line per finished cell) and `directory_of` (a command's
+(prints `error: ...` and returns exit code 2), `Display` (the whole run with its time left,
+a bar per cell in progress, a line per finished cell) and `directory_of` (a command's
 `results_dir=DIR` or `reports_dir=DIR`). It is apart from harness/cli.py so that the command
 groups in their own modules (harness/cli_claims.py) use the same ones without importing the
 parser that imports them.
@@ -17,9 +17,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.loops.common import StepProgress
+from harness.perf_eta import RunEta, format_seconds
 from harness.plan import Cell
 from harness.record import Record, SupervisedFinal
 from harness.typed_config import ConfigError
@@ -39,33 +40,53 @@ def fail(message: str) -> int:
 
 
 class Display:
-    """Two bars: the whole run (with time left) and the cell in progress (its budget)."""
+    """The whole run (with an honest time left, harness/perf_eta.py) and one bar per cell in
+    progress (several when the local pool runs cells side by side), a line per finished cell."""
 
-    def __init__(self, cells_to_run: int | None) -> None:
+    def __init__(self, cells_to_run: int | list[Cell] | None, workers: int = 1) -> None:
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console, transient=False,
+            TimeElapsedColumn(), console=console, transient=False,
         )
-        self.overall = self.progress.add_task("all cells", total=cells_to_run, info="")
-        self.current = self.progress.add_task("", total=1.0, info="")
+        cells = cells_to_run if isinstance(cells_to_run, list) else None
+        total = len(cells) if cells is not None else cells_to_run
+        self.eta = RunEta(total, max(1, workers))
+        for cell in cells or []:
+            self.eta.queued_groups[cell.task.label] = self.eta.queued_groups.get(cell.task.label, 0) + 1
+        self.overall = self.progress.add_task("all cells", total=total, info="")
+        self.running: dict[str, tuple[Any, float]] = {}  # run id -> (bar, fraction)
         self.finished = 0
         self._last_update = 0.0
 
     def on_progress(self, p: StepProgress) -> None:
         now = time.monotonic()
+        self.eta.progress(p.cell.run_id, p.cell.task.label, p.fraction, now)
+        bar = self.running.get(p.cell.run_id, (None, 0.0))[0]
+        if bar is None:
+            bar = self.progress.add_task(str(p.cell), total=1.0, info="")
+        self.running[p.cell.run_id] = (bar, p.fraction)
         if now - self._last_update < 0.2 and p.fraction < 1.0:
             return
         self._last_update = now
         loss = "" if p.loss is None else f"loss {p.loss:.3f}"
         val = "" if p.val_metric is None else f" val {p.val_metric:.4f}"
-        self.progress.update(
-            self.current, description=str(p.cell), completed=p.fraction, info=f"step {p.counters.steps} {loss}{val}"
-        )
-        self.progress.update(self.overall, completed=self.finished + p.fraction)
+        left = self.eta.cell_left(p.cell.run_id, now)
+        self.progress.update(bar, completed=p.fraction,
+                             info=f"step {p.counters.steps} {loss}{val}" + (f" {format_seconds(left)} left" if left is not None else ""))
+        self._update_overall(now)
+
+    def _update_overall(self, now: float) -> None:
+        left, basis = self.eta.remaining(now)
+        info = f"{format_seconds(left)} left ({basis})" if left is not None else basis
+        self.progress.update(self.overall, completed=self.finished + sum(f for _, f in self.running.values()), info=info)
 
     def on_record(self, cell: Cell, outcome: str, record: Record | None) -> None:
         self.finished += 1
-        self.progress.update(self.overall, completed=self.finished)
+        bar = self.running.pop(cell.run_id, (None, 0.0))[0]
+        if bar is not None:
+            self.progress.remove_task(bar)
+        self.eta.finished(cell.run_id, cell.task.label, time.monotonic())
+        self._update_overall(time.monotonic())
         if outcome == "busy":
             self.progress.console.print(f"[cyan]busy[/] {cell} is being trained by another worker", highlight=False)
             return

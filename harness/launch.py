@@ -26,7 +26,7 @@ from harness.plan import Cell
 from harness.record import Record
 from harness.run_config import LauncherConfig
 
-__all__ = ("Cancelled", "RecordCallback", "launch")
+__all__ = ("Cancelled", "RecordCallback", "launch", "local_workers")
 
 RecordCallback = Callable[[Cell, str, Record | None], None]
 
@@ -48,6 +48,14 @@ def _with_threads(cells: Iterable[Cell], workers: int) -> list[Cell]:
     """Share the cores between pool workers unless the cells set their own thread count."""
     per_worker = max(1, (os.cpu_count() or 1) // workers)
     return [cell if cell.threads is not None else replace(cell, threads=per_worker) for cell in cells]
+
+
+def local_workers(config: LauncherConfig) -> int:
+    """How many cells run at once on this machine (1 for the cluster launchers, whose
+    cells report no progress here): `launcher.workers`, 0 meaning one per core."""
+    if config.kind != "local":
+        return 1
+    return config.workers or os.cpu_count() or 1
 
 
 def launch(cells: list[Cell], results_dir: Path, config: LauncherConfig,
@@ -72,8 +80,8 @@ def launch(cells: list[Cell], results_dir: Path, config: LauncherConfig,
             for cell in cells:
                 note(cell, execute(cell, results_dir, on_progress, seen.get(cell.run_id)))
         elif config.kind == "local":
-            workers = config.workers or os.cpu_count() or 1
-            run_pool(_with_threads(cells, workers), Path(results_dir), workers, config.retries, seen, note)
+            workers = local_workers(config)
+            run_pool(_with_threads(cells, workers), Path(results_dir), workers, config.retries, seen, note, on_progress)
         elif config.kind == "submitit":
             _launch_submitit(cells, results_dir, config, note, seen)
         else:

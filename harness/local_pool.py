@@ -25,6 +25,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing import get_context
@@ -36,6 +37,7 @@ from typing import Any
 
 from harness.execute import Seen, execute, is_final
 from harness.locks import try_claim
+from harness.loops.common import ProgressCallback, StepProgress
 from harness.plan import Cell
 from harness.record import Record, parse_record
 from harness.runner import new_record
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 5.0  # how long stopped workers get to exit on SIGTERM before SIGKILL
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PROGRESS_EVERY_S = 0.5  # how often a worker tells the parent how far its cell is
 
 
 def _die_with_parent(parent: int) -> None:
@@ -75,13 +78,30 @@ def _worker_main(conn: Connection, results_dir: str, parent: int) -> None:
             return
         cell, seen = task
         try:
-            message: tuple[Any, ...] = ("ok", *execute(cell, Path(results_dir), seen=seen))
+            message: tuple[Any, ...] = ("ok", *execute(cell, Path(results_dir), _progress_sender(conn), seen=seen))
         except Exception as exc:  # a store or lock error: the parent reports it and stops
             message = ("error", exc if isinstance(exc, StoreError) else StoreError(f"{type(exc).__name__}: {exc}"))
         try:
             conn.send(message)
         except (OSError, ValueError):
             return
+
+
+def _progress_sender(conn: Connection, every_s: float = PROGRESS_EVERY_S) -> ProgressCallback:
+    """Forward a cell's progress to the parent (its display and time-left estimate), at most
+    every `every_s` seconds and at the end of the budget: a pipe write per step would cost
+    more than a small step."""
+    last = [float("-inf")]
+
+    def send(progress: StepProgress) -> None:
+        now = time.monotonic()
+        if now - last[0] < every_s and progress.fraction < 1.0:
+            return
+        last[0] = now
+        with contextlib.suppress(OSError, ValueError):
+            conn.send(("progress", progress))
+
+    return send
 
 
 @dataclass
@@ -109,7 +129,7 @@ class _Worker:
         return True
 
     def receive(self) -> tuple[Any, ...] | None:
-        """The worker's answer, or None when it died without one."""
+        """The worker's next message (progress, or its answer), or None when it died without one."""
         try:
             return self.conn.recv() if self.conn.poll() else None
         except (EOFError, OSError):
@@ -117,8 +137,10 @@ class _Worker:
 
 
 def run_pool(cells: list[Cell], results_dir: Path, workers: int, retries: int, seen: dict[str, Seen],
-             note: Callable[[Cell, tuple[str, Record | None]], None]) -> None:
-    """Run `cells` on up to `workers` spawn processes; `note` gets each cell's outcome."""
+             note: Callable[[Cell, tuple[str, Record | None]], None],
+             on_progress: ProgressCallback | None = None) -> None:
+    """Run `cells` on up to `workers` spawn processes; `note` gets each cell's outcome and
+    `on_progress` the progress the workers report (throttled, see `_progress_sender`)."""
     ctx = get_context("spawn")
     queue = deque(cells)
     deaths: dict[str, int] = {}
@@ -145,6 +167,10 @@ def run_pool(cells: list[Cell], results_dir: Path, workers: int, retries: int, s
                     continue
                 cell, message = worker.cell, worker.receive()
                 assert cell is not None
+                if message is not None and message[0] == "progress":
+                    if on_progress is not None:
+                        on_progress(message[1])
+                    continue  # still busy with the cell
                 worker.cell = None
                 if message is None:  # it died with the cell
                     worker.process.join()

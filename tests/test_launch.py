@@ -150,3 +150,11 @@ def test_file_size_limit_gives_a_clear_error_and_keeps_earlier_records(tiny_suit
     output = proc.communicate(timeout=120)[0]
     assert proc.returncode == 2 and "File too large" in output and "intact" in output
     assert {p: p.read_bytes() for p in before} == before
+
+
+def test_pool_workers_report_each_cells_progress_to_the_parent(sweep_cells, tmp_path: Path) -> None:
+    """The live display and its time-left estimate see cells run in worker processes too."""
+    furthest: dict[str, float] = {}
+    launch(sweep_cells, tmp_path, LauncherConfig(workers=2),
+           on_progress=lambda p: furthest.__setitem__(p.cell.run_id, max(p.fraction, furthest.get(p.cell.run_id, 0))))
+    assert furthest == {cell.run_id: 1.0 for cell in sweep_cells}
