@@ -95,6 +95,8 @@ class Timing:
     probe_steps: int
     probe_seconds: float
     eval_seconds: float
+    phase_seconds: dict[str, float] | None = _opt()  # every second of the cell by phase (harness/loops/common.py)
+    cell_seconds: float | None = _opt()  # their sum: the cell's wall time from setup to its last evaluation
 
 
 @dataclass(frozen=True)

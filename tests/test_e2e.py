@@ -43,6 +43,13 @@ def test_run_trains_records_every_field_and_resumes(tiny_suite, tmp_path: Path) 
         assert record["final"]["test"]["accuracy"] > 0.85  # chance is 0.1
         assert all(CURVE_FIELDS <= set(point) for point in record["curve"])
         assert record["config"]["method_config"]["lr"] == 0.01
+        timing = record["timing"]  # every second of the cell, by phase, adds up to its wall time
+        phases = timing["phase_seconds"]
+        assert {"setup", "train", "data", "val", "test", "checkpoint", "other"} <= set(phases)
+        assert sum(phases.values()) == pytest.approx(timing["cell_seconds"])
+        assert phases["train"] == pytest.approx(timing["train_seconds"])
+        assert phases["val"] + phases["test"] + phases.get("shift", 0.0) == pytest.approx(timing["eval_seconds"])
+        assert phases["other"] < 0.2 * timing["cell_seconds"]
     index = pd.read_parquet(results / "index.parquet")
     assert len(index) == 2 and (index["final.test.accuracy"] > 0.85).all()
     assert "mlp" in first.stdout and "backprop" in first.stdout

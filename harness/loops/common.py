@@ -9,6 +9,11 @@ The rules, the same for every method and every loop:
   ledger, measured peaks and energy; validation and test are timed apart as `eval_seconds`.
 - Validation every `eval_every` steps and after the last one; a non-finite training loss
   ends the loop as diverged, with the curve kept up to there.
+- Every second of a cell is accounted for (`timing.phase_seconds`, summing to
+  `timing.cell_seconds`): setup (data, model, method), train (inside `Method.step`, the
+  meter's clock), data (drawing and moving batches), val, test, shift, lm_eval,
+  checkpoint (copying the selected state), and other (the meter's bookkeeping, progress
+  callbacks: what is left). `eval_seconds` stays val + test + shift + lm_eval.
 """
 
 from __future__ import annotations
@@ -111,14 +116,23 @@ def start_cell(cell: Cell, task: Task, method_cls: type, budget: budgets.Budget,
     return method, model, counters, data_gen
 
 
+EVAL_PHASES: tuple[str, ...] = ("val", "test", "shift", "lm_eval")  # what `eval_seconds` sums
+
+
 def measurement_fields(task: Any, counters: budgets.Counters, curve: list[dict[str, Any]],
-                       measured: dict[str, Any], eval_seconds: float) -> dict[str, Any]:
-    """The record's measurement fields, the same for every loop: `measured` is `Meter.report()`."""
+                       measured: dict[str, Any], eval_seconds: float,
+                       phases: dict[str, float] | None = None) -> dict[str, Any]:
+    """The record's measurement fields, the same for every loop: `measured` is `Meter.report()`;
+    `phases` (seconds per phase, summing to the cell's wall time) where the loop accounts for them."""
+    timing: dict[str, Any] = {**measured["time"], "eval_seconds": eval_seconds}
+    if phases is not None:
+        timing["phase_seconds"] = dict(phases)
+        timing["cell_seconds"] = sum(phases.values())
     return {
         "task_info": task.describe(),
         "counters": counters.as_dict(),
         "curve": curve,
-        "timing": {**measured["time"], "eval_seconds": eval_seconds},
+        "timing": timing,
         "memory": {"ledger": measured["ledger"], "measured": measured["measured"]},
         "energy": measured["energy"],
         "flops": measured["flops"],
@@ -138,9 +152,17 @@ class TrainLoop:
         self.counters, self.budget, self.on_progress = counters, budget, on_progress
         self.device = torch.device(cell.device)
         self.curve: list[dict[str, Any]] = []
-        self.eval_seconds = 0.0
+        self.phases: dict[str, float] = {}  # seconds per phase (module docstring); see `results`
         self.last_val: float | None = None
         self._losses: list[float] = []
+        self._born = time.perf_counter()
+
+    @property
+    def eval_seconds(self) -> float:
+        return sum(self.phases.get(phase, 0.0) for phase in EVAL_PHASES)
+
+    def add_phase(self, phase: str, seconds: float) -> None:
+        self.phases[phase] = self.phases.get(phase, 0.0) + seconds
 
     def run(self, batches: Iterator[Batch], done: Callable[[], bool],
             on_validation: Callable[[dict[str, float]], None] | None = None) -> str | None:
@@ -150,17 +172,21 @@ class TrainLoop:
         """
         counters = self.counters
         while not done():
+            drawn = time.perf_counter()
             batch = next(batches).to(self.device)
+            self.add_phase("data", time.perf_counter() - drawn)
             stats, cost = self.meter.step(lambda: self.method.step(batch))
             counters.add(stats.examples, stats.forward_equivalents, cost.seconds)
             counters.flops, counters.joules = self.meter.flops(), self.meter.joules()
             if stats.loss is not None and not math.isfinite(stats.loss):
                 self.curve.append({**counters.as_dict(), "train_loss": None, "val_metric": None})
+                counters.seconds += self.meter.flush()
                 return f"non-finite training loss ({stats.loss}) at step {counters.steps}"
             if stats.loss is not None:
                 self._losses.append(stats.loss)
             if counters.steps % self.cell.eval_every == 0 or done():
-                val = self.timed(self.task.evaluate, self.method.predict, "val", self.device)
+                counters.seconds += self.meter.flush()  # deferred CUDA step times, read here
+                val = self.timed(self.task.evaluate, self.method.predict, "val", self.device, phase="val")
                 self.last_val = val[self.task.metric]
                 self.curve.append({
                     **counters.as_dict(),
@@ -169,21 +195,30 @@ class TrainLoop:
                     **{f"val_{k}": v for k, v in val.items() if k != self.task.metric},
                 })
                 self._losses = []
-                if on_validation is not None:
-                    on_validation(val)
+                if on_validation is not None:  # keeps the best state: a copy, timed as checkpointing
+                    self.timed(on_validation, val, phase="checkpoint")
             if self.on_progress is not None:
                 fraction = budgets.spent_fraction(self.budget, counters)
                 self.on_progress(StepProgress(self.cell, counters, fraction, stats.loss, self.last_val))
+        counters.seconds += self.meter.flush()
         return None
 
-    def timed(self, evaluate: Callable[..., Any], *args: Any) -> Any:
-        """`evaluate(*args)`, its wall time added to `eval_seconds` (kept apart from training)."""
+    def timed(self, work: Callable[..., Any], *args: Any, phase: str = "val") -> Any:
+        """`work(*args)`, its wall time added to `phase` (kept apart from training; the
+        evaluation phases, EVAL_PHASES, make up `eval_seconds`)."""
         start = time.perf_counter()
         try:
-            return evaluate(*args)
+            return work(*args)
         finally:
-            self.eval_seconds += time.perf_counter() - start
+            self.add_phase(phase, time.perf_counter() - start)
 
-    def results(self) -> dict[str, Any]:
-        """The record's measurement fields; call after the meter's `with` block has closed."""
-        return measurement_fields(self.task, self.counters, self.curve, self.meter.report(), self.eval_seconds)
+    def results(self, setup_seconds: float = 0.0) -> dict[str, Any]:
+        """The record's measurement fields; call once every timed phase is over (after the
+        meter's `with` block has closed). `setup_seconds`: what the cell spent before this
+        loop existed (start_cell). The wall time since the loop was made that no phase
+        claims is `other`."""
+        report = self.meter.report()
+        phases = {"setup": setup_seconds, "train": report["time"]["train_seconds"], **self.phases}
+        wall = time.perf_counter() - self._born
+        phases["other"] = max(0.0, wall - sum(v for k, v in phases.items() if k != "setup"))
+        return measurement_fields(self.task, self.counters, self.curve, report, self.eval_seconds, phases)

@@ -86,6 +86,6 @@ def train_continual(cell: Cell, task: ContinualTask, method_cls: type,
         **{split: {**scores[split], "accuracy": scores[split]["average_accuracy"]} for split in SPLITS},
     }
     if cell.shift.enabled:
-        final["shift"] = loop.timed(shift_scores, task, method, device, cell, final["test"]["accuracy"])
+        final["shift"] = loop.timed(shift_scores, task, method, device, cell, final["test"]["accuracy"], phase="shift")
     common["timing"]["eval_seconds"] = loop.eval_seconds
     return {"status": "completed", "final": final, "continual": continual, **common}

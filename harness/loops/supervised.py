@@ -7,7 +7,8 @@
   the curve up to there and no final metrics).
 - Shift: with `shift.enabled`, the selected state is also scored on shifted copies of the
   test set (tasks that declare `ShiftableTask`); the record holds clean and shifted metrics
-  and the gap.
+  and the gap. With `shift.test_subset`, shifts (and the clean accuracy the gap is taken
+  against) are scored on that fixed subset of the test set; `final.test` stays the whole set.
 - Language models (task kind "lm"): the selected model state is saved through the store as
   the run's model checkpoint (so lm-eval can score the run later, and fine-tuning cells can
   start from it), and lm-eval runs on the selected state (harness/lm_eval_bridge.py); its
@@ -18,13 +19,14 @@
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from harness import budget as budgets
-from harness.interface import LMEvaluableTask, ShiftableTask, Task
+from harness.interface import LMEvaluableTask, ShiftConfig, ShiftableTask, Task
 from harness.loops.common import ProgressCallback, TrainLoop, snapshot, start_cell
 from harness.meter import Meter
 from harness.plan import Cell
@@ -42,7 +44,9 @@ def train_supervised(cell: Cell, task: Task, method_cls: type, on_progress: Prog
             raise RuntimeError("a fine-tuning cell needs its pretraining cell's state: run it through the launcher "
                                "(bench run), which finds or trains that cell in the results directory.")
         init_state = pretrained(cell.pretrain)
+    born = time.perf_counter()
     method, model, counters, data_gen = start_cell(cell, task, method_cls, cell.budget, init_state)
+    setup_seconds = time.perf_counter() - born
     device = torch.device(cell.device)
     best: tuple[float, int, dict[str, Any], dict[str, float]] | None = None
     sign = 1.0 if task.higher_is_better else -1.0
@@ -52,27 +56,29 @@ def train_supervised(cell: Cell, task: Task, method_cls: type, on_progress: Prog
         if best is None or sign * val[task.metric] > sign * best[0]:
             best = (val[task.metric], counters.steps, snapshot(method.state_dict()), val)
 
-    with Meter(device, model, method, cell.meter) as meter:
+    # CUDA steps timed by events read at evaluation boundaries, unless the budget is time or
+    # energy, whose limit must be checked after every step (harness/meter.py)
+    defer = cell.budget.kind not in ("seconds", "joules")
+    with Meter(device, model, method, cell.meter, defer_timing=defer) as meter:
         loop = TrainLoop(cell, task, method, meter, counters, cell.budget, on_progress)
         diverged = loop.run(task.train_batches(cell.batch_size, data_gen),
                             lambda: budgets.exhausted(cell.budget, counters), keep_best)
-    common = loop.results()
     if diverged is not None:
-        return {"status": "diverged", "error": diverged, "final": None, **common}
+        return {"status": "diverged", "error": diverged, "final": None, **loop.results(setup_seconds)}
     assert best is not None, "the loop always evaluates after its last step"
     _, best_step, best_state, best_val = best
-    method.load_state_dict(best_state)
-    test = loop.timed(task.evaluate, method.predict, "test", device)
+    loop.timed(method.load_state_dict, best_state, phase="checkpoint")
+    test = loop.timed(task.evaluate, method.predict, "test", device, phase="test")
     final = {"metric": task.metric, "best_step": best_step, "val": best_val, "test": test}
     if cell.shift.enabled:
-        final["shift"] = loop.timed(shift_scores, task, method, device, cell, test[task.metric])
+        final["shift"] = loop.timed(shift_scores, task, method, device, cell, test[task.metric], phase="shift")
     if task.kind == "lm":
         final["higher_is_better"] = task.higher_is_better
         if store is not None:
-            final["model_state"] = store.save_model_state(cell.suite, cell.run_id, model.state_dict())
-        final["lm_eval"] = loop.timed(lm_eval_scores, task, method.predict, device)
-    common["timing"]["eval_seconds"] = loop.eval_seconds
-    return {"status": "completed", "final": final, **common}
+            final["model_state"] = loop.timed(store.save_model_state, cell.suite, cell.run_id, model.state_dict(),
+                                              phase="checkpoint")
+        final["lm_eval"] = loop.timed(lm_eval_scores, task, method.predict, device, phase="lm_eval")
+    return {"status": "completed", "final": final, **loop.results(setup_seconds)}
 
 
 def lm_eval_scores(task: Task, predict: Callable[[torch.Tensor], torch.Tensor], device: torch.device) -> dict[str, Any]:
@@ -90,6 +96,12 @@ def shift_scores(task: Task, method: Any, device: torch.device, cell: Cell, clea
     if not isinstance(task, ShiftableTask):
         return {"gap": None, "reason": f"task {cell.task.task} has no shift evaluation"}
     shifted = task.evaluate_shifted(method.predict, device, cell.shift)
+    if cell.shift.test_subset is not None:
+        # The gap compares like with like: clean accuracy on the same test subset, through the
+        # task's own shift path with a zero-strength shift (Gaussian noise of std 0).
+        identity = ShiftConfig(noise=(0.0,), rotation=(), translation=(), seed=cell.shift.seed,
+                               test_subset=cell.shift.test_subset)
+        (clean,) = task.evaluate_shifted(method.predict, device, identity).values()
     mean = statistics.fmean(shifted.values()) if shifted else None
     return {"clean": clean, "shifted": shifted, "mean_shifted": mean,
             "gap": None if mean is None else clean - mean, "reason": None}
