@@ -2,10 +2,16 @@
 
 Rules (what is measured, and how):
 
-- Time: wall seconds inside `Method.step` only, with `torch.cuda.synchronize` before
-  starting and before stopping the clock on GPUs. Evaluation is timed apart by the
-  runner. Steps that carry a probe (below) are timed too, but kept out of the median
-  step time, and their count and seconds are recorded, since probes slow a step.
+- Time: wall seconds inside `Method.step` only. CPU: `time.perf_counter` around the
+  step. GPU: by default (`defer_timing`, which the supervised loop asks for unless the
+  budget is seconds or joules, whose limit must be known after every step) a pair of
+  CUDA events around each step, read in one go at the next evaluation boundary
+  (`flush`), so no host synchronisation is added per step and the CPU may queue the
+  next step while the device runs this one; the seconds are the device's time between
+  the events. Otherwise `torch.cuda.synchronize` before starting and before stopping the
+  clock. Evaluation is timed apart by the runner. Steps that carry a probe (below) are
+  timed synchronously, kept out of the median step time, and their count and seconds
+  are recorded, since probes slow a step.
 - Probes: the first `probe_steps` steps, and afterwards the next step whenever a step
   of a kind never probed has been seen (`StepStats.kind`), run under
   `FlopCounterMode` and the saved-tensor ledger. They give FLOPs per step of each
@@ -101,9 +107,13 @@ def _reset_hwm() -> bool:
 class Meter:
     """Wraps every step of one cell; `report()` gives the record's measurement section."""
 
-    def __init__(self, device: torch.device, model: torch.nn.Module, method: Any, config: MeterConfig) -> None:
+    def __init__(self, device: torch.device, model: torch.nn.Module, method: Any, config: MeterConfig,
+                 defer_timing: bool = False) -> None:
         self.device, self.model, self.method, self.config = device, model, method, config
         self.energy = EnergyMeter(device)
+        # CUDA events read at `flush` instead of a host sync per step (module docstring)
+        self.deferred = defer_timing and device.type == "cuda" and not self.energy.per_step
+        self._pending: list[tuple[Any, Any]] = []  # (start, end) CUDA events of steps not yet read
         self.clock = StepClock()
         self.sampler = Sampler(self.energy, self.clock) if config.sampling else None
         self.step_seconds: list[float] = []
@@ -134,8 +144,11 @@ class Meter:
         return steps < self.config.probe_steps or any(k not in self.flops_per_kind for k in self.kind_counts)
 
     def step(self, run_step: Callable[[], StepStats]) -> tuple[StepStats, StepCost]:
-        """Run one step under the clock (and a probe when one is due)."""
+        """Run one step under the clock (and a probe when one is due). With deferred timing
+        the returned seconds are 0 and the step's time arrives at the next `flush`."""
         probe = self._wants_probe()
+        if self.deferred and not probe:
+            return self._deferred_step(run_step)
         with ExitStack() as stack:
             if probe:
                 flops = stack.enter_context(FlopCounterMode(display=False))
@@ -158,6 +171,28 @@ class Meter:
         else:
             self.step_seconds.append(seconds)
         return stats, StepCost(seconds, joules, probe)
+
+    def _deferred_step(self, run_step: Callable[[], StepStats]) -> tuple[StepStats, StepCost]:
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        self.clock.start(time.perf_counter())  # host-side interval: what NVML energy is attributed by
+        begin.record()
+        stats = run_step()
+        end.record()
+        self.clock.stop(time.perf_counter())
+        self._pending.append((begin, end))
+        self.kind_counts[stats.kind] += 1
+        return stats, StepCost(0.0, None, False)
+
+    def flush(self) -> float:
+        """Read the deferred steps' CUDA events (one wait for the last of them): the seconds
+        they add. Called at evaluation boundaries and by `report`; 0.0 when nothing waits."""
+        if not self._pending:
+            return 0.0
+        self._pending[-1][1].synchronize()
+        seconds = [begin.elapsed_time(end) / 1e3 for begin, end in self._pending]
+        self._pending.clear()
+        self.step_seconds.extend(seconds)
+        return sum(seconds)
 
     def _update_ledger(self, saved: SavedTensorLedger) -> None:
         params, grads = model_bytes(self.model)
@@ -186,6 +221,7 @@ class Meter:
         return self.sampler.loop_joules if self.sampler is not None else None
 
     def report(self) -> dict[str, Any]:
+        self.flush()
         times = self.step_seconds or self.probe_seconds
         unprobed = [k for k in self.kind_counts if k not in self.flops_per_kind]
         return {
@@ -231,7 +267,9 @@ class Meter:
             "source": self.energy.source,
             "reason": reason,
             "attribution": ("read around each step" if self.energy.per_step else
-                            "each sampling interval's energy times its share of time inside steps"),
+                            "each sampling interval's energy times its share of time inside steps"
+                            + (" (host-side step intervals: steps are timed by CUDA events without a sync)"
+                               if self.deferred else "")),
             "window_seconds": seconds,
             "loop_joules": self._loop_joules(),  # steps and everything between them (evaluation, data)
             # NVML's counter and power readings update every ~20-100 ms: shorter windows are noise.

@@ -186,3 +186,39 @@ def test_no_counter_means_null_not_zero(monkeypatch) -> None:
     meter.before_step()
     assert meter.after_step() is None and not meter.available
     assert "no energy counter" in meter.reason
+
+
+def _steps_under(device: torch.device, defer: bool, steps: int = 6) -> tuple[Meter, list[float]]:
+    model = build_mlp(MLPConfig(hidden=(64,)), (1, 28, 28), 10, torch.Generator().manual_seed(0)).to(device)
+    task = FashionMNISTTask(ImageTaskConfig())
+    method = Backprop()
+    method.setup(SetupContext(model=model, task=task, config=BackpropConfig(), device=device,
+                              generator=torch.Generator().manual_seed(0), budget_fraction=lambda: 0.5))
+    batch = Batch(torch.randn(32, 1, 28, 28).to(device), torch.randint(0, 10, (32,)).to(device))
+    meter = Meter(device, model, method, MeterConfig(probe_steps=1, sampling=False), defer_timing=defer)
+    with meter:
+        costs = [meter.step(lambda: method.step(batch))[1].seconds for _ in range(steps)]
+    return meter, costs
+
+
+def test_cpu_steps_are_timed_as_they_run_even_when_deferral_is_asked() -> None:
+    meter, costs = _steps_under(torch.device("cpu"), defer=True)
+    assert not meter.deferred and all(c > 0 for c in costs)
+    assert meter.flush() == 0.0
+    assert meter.report()["time"]["train_seconds"] == pytest.approx(sum(costs))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA-event timing needs a GPU")
+def test_cuda_steps_are_timed_by_events_read_at_flush_without_a_sync_per_step(monkeypatch) -> None:
+    syncs = []
+    real = torch.cuda.synchronize
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: (syncs.append(1), real(*a, **k))[1])
+    meter, costs = _steps_under(torch.device("cuda"), defer=True, steps=20)
+    probe_syncs = len(syncs)  # the probe step (the first) still synchronises
+    assert meter.deferred and costs[0] > 0 and costs[1:] == [0.0] * 19
+    seconds = meter.flush()
+    assert seconds > 0 and len(meter.step_seconds) == 19 and len(syncs) == probe_syncs
+    report = meter.report()["time"]
+    assert report["train_seconds"] == pytest.approx(costs[0] + seconds)
+    synced, _ = _steps_under(torch.device("cuda"), defer=False, steps=20)
+    assert not synced.deferred and len(syncs) > probe_syncs + 19  # the other path: a sync around every step
