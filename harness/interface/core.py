@@ -126,6 +126,8 @@ class ShiftConfig:
 
     Severities are lists, one evaluation each; a task that can shift its inputs
     implements `evaluate_shifted(predict, device, shift) -> {"kind@severity": metric}`.
+    `test_subset`: score the shifts on the first N test examples only (a fixed subset, the
+    same for every method; the gap is then taken against clean accuracy on those same N).
     """
 
     enabled: bool = False
@@ -133,10 +135,14 @@ class ShiftConfig:
     rotation: tuple[float, ...] = (15.0, 30.0)  # degrees
     translation: tuple[int, ...] = (2, 4)  # pixels, right and down
     seed: int = 0  # the noise is the same for every method and cell
+    test_subset: int | None = None  # None: the whole test set
 
     def __post_init__(self) -> None:
         if any(s < 0 for s in self.noise) or any(p < 0 for p in self.translation):
             raise ValueError("noise and translation severities must be >= 0")
+        if self.test_subset is not None and self.test_subset < 1:
+            raise ValueError(f"test_subset must be a positive number of test examples (or null: all), "
+                             f"got {self.test_subset}")
 
 
 class TaskDataError(RuntimeError):

@@ -155,12 +155,14 @@ class ImageClassificationTask:
 
     def evaluate_shifted(self, predict: Callable[[Tensor], Tensor], device: torch.device,
                          shift: ShiftConfig) -> dict[str, float]:
-        """Test accuracy under each configured shift (suites/tasks/image_shifts.py)."""
+        """Test accuracy under each configured shift (suites/tasks/image_shifts.py), on the
+        first `shift.test_subset` test images when that is set."""
         s = self.splits
+        n = len(s.test_y) if shift.test_subset is None else min(shift.test_subset, len(s.test_y))
         scale = s.pixel_max
-        pixels01 = (s.test_x * s.std + s.mean) / scale
+        pixels01 = (s.test_x[:n] * s.std + s.mean) / scale
         sets = shifted_sets(pixels01, shift.noise, shift.rotation, shift.translation, shift.seed)
-        return {name: score(predict, (images * scale - s.mean) / s.std, s.test_y, device)["accuracy"]
+        return {name: score(predict, (images * scale - s.mean) / s.std, s.test_y[:n], device)["accuracy"]
                 for name, images in sets.items()}
 
     def describe(self) -> dict[str, Any]:
