@@ -32,7 +32,7 @@ import sys
 from rich.markup import escape
 from rich.table import Table
 
-from harness import registry
+from harness import perf, registry
 from harness.cli_claims import CLAIMS_DIR, cmd_claims
 from harness.cli_common import Display, console, directory_of, err_console, fail
 from harness.config import ConfigError, available_suites, load_suite, resolve
@@ -232,6 +232,25 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_perf(args: argparse.Namespace) -> int:
+    """Cost per forward-equivalent of every method of a suite, and the suite's projected wall time."""
+    overrides = args.overrides if any(o.startswith("suite=") for o in args.overrides) else ["suite=vision-vit",
+                                                                                             *args.overrides]
+    try:
+        run, _ = perf.suite_cells(overrides)
+        console.print(f"probing every method of suite {run.suite} ({args.steps} steps x {args.repeats} rounds, "
+                      f"one thread; {perf.load_average()})", highlight=False)
+        rows = perf.measure(overrides, steps=args.steps, repeats=args.repeats, with_eval=not args.no_eval)
+    except (ConfigError, registry.RegistryError, TaskDataError) as exc:
+        return fail(str(exc))
+    console.print(perf.table(rows), highlight=False, soft_wrap=True)
+    total, workers = perf.project(run, rows)
+    if total is not None and not args.no_eval:
+        console.print(f"projected wall time of `bench run` with these overrides: {total / 60:.1f} min "
+                      f"({len(run.seeds)} seeds, {workers} workers; at this machine's present load)", highlight=False)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="bench", description="Train, measure and compare learning paradigms.")
@@ -276,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     data.set_defaults(func=cmd_data)
     env = sub.add_parser("env", help="print this machine's environment as recorded in every run")
     env.set_defaults(func=cmd_env)
+    perf_cmd = sub.add_parser("perf", help="ms per forward-equivalent of every method vs backprop, and a suite's "
+                                           "projected wall time: bench perf [suite=vision-vit] [key=value ...]")
+    perf_cmd.add_argument("overrides", nargs="*", metavar="key=value")
+    perf_cmd.add_argument("--steps", type=int, default=5, help="timed steps per method per round")
+    perf_cmd.add_argument("--repeats", type=int, default=3, help="rounds, methods interleaved")
+    perf_cmd.add_argument("--no-eval", action="store_true", help="skip timing evaluation (no projection)")
+    perf_cmd.set_defaults(func=cmd_perf)
     args, leftover = parser.parse_known_args(argv)
     # argparse ends a `nargs="*"` positional at the first option, so `bench claims verify ID --claims-dir D
     # threads=1` would refuse `threads=1`: words after an option join the command's list of ids/overrides

@@ -1,20 +1,24 @@
 """Benchmarks: what the harness costs on top of the training it measures.
 
-    pytest tests/bench --benchmark-only
+    pytest tests/bench --benchmark-only          # the targets, on a quiet machine
+    pytest tests/bench/test_overhead.py -k far_off -s   # the CI check (part of the plain test run)
 
-- runner overhead: `run_cell` against a bare PyTorch loop doing the same steps on the
-  same model, data order and optimizer, with the same final validation and test pass;
-  the ratio is measured in one run, alternating the two to cancel drift (target <= 1.03).
+- runner overhead: `run_cell` against a bare PyTorch loop doing the same work: the same
+  steps on the same model, data order and optimizer, then the same evaluation (a
+  validation pass, a copy of the selected state, the test pass, and the suite's shifted
+  test sets with the clean subset they are compared with); alternating the two to cancel
+  drift. Target <= 1.02 on the CPU, <= 1.03 on a GPU (`test_runner_overhead_against_bare_loop`).
+- the CI check (`test_runner_overhead_is_not_far_off`): the same comparison, shorter (150
+  steps, 3 rounds, ~15 s), printing the ratio and failing only on a far-off regression
+  (> 1.5x), which noise on a shared machine does not produce: it runs with the other tests.
 - meter sampling: the same cell with the background sampler on and off.
 
-Both use the Fashion-MNIST MLP (784-256-256-10, batch 128) of vision-vit, single-threaded,
+All use the Fashion-MNIST MLP (784-256-256-10, batch 128) of vision-vit, single-threaded,
 on the CPU. `BENCH_DEVICE=cuda pytest tests/bench --benchmark-only` runs them on a GPU
-(with BENCH_DATA_DIR=DIR where the Fashion-MNIST files are not in Debian's directory); there
-the runner synchronises the device around every step, to time it and read the energy
-counter, and the bare loop does not. Measured on an H100 (session note of 2026-11-23): runner
-/ bare = 2.16 for this 1.7-ms step, sampling on / off = 1.02; the per-step synchronisation
-stops the CPU from queueing the next step while the GPU runs this one, which only matters for
-steps this short. Timing with CUDA events resolved lazily would remove it (not done yet).
+(with BENCH_DATA_DIR=DIR where the Fashion-MNIST files are not in Debian's directory). The
+runner used to synchronise the device around every step (an H100, 2026-11-23: runner / bare
+= 2.16 for this 1.7-ms step); it now times steps with CUDA events read at evaluation
+boundaries (harness/meter.py). GPU check of the new figure pending: no GPU was lent since.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import torch
 
 from harness.config import resolve
 from harness.environment import environment
-from harness.interface import TaskDataError
+from harness.interface import ShiftConfig, TaskDataError
 from harness.plan import Cell, plan
 from harness.loops.common import build_task, cell_generators, seed_everything
 from harness.runner import run_cell
@@ -53,7 +57,7 @@ def _cell(*overrides: str) -> Cell:
     return cells[0]
 
 
-def bare_loop(cell: Cell) -> float:
+def bare_loop(cell: Cell, steps: int = STEPS) -> float:
     """The same work as run_cell, written as a plain PyTorch script; returns test accuracy."""
     torch.set_num_threads(1)
     task = build_task(cell)
@@ -63,8 +67,8 @@ def bare_loop(cell: Cell) -> float:
     config = cell.method.config
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     batches = task.train_batches(cell.batch_size, data_gen)
-    for step in range(STEPS):
-        fraction = step / STEPS
+    for step in range(steps):
+        fraction = step / steps
         if fraction < config.warmup:
             factor = fraction / config.warmup
         else:
@@ -83,12 +87,21 @@ def bare_loop(cell: Cell) -> float:
         return model(x.to(DEVICE))
 
     task.evaluate(predict, "val", DEVICE)
-    return task.evaluate(predict, "test", DEVICE)["accuracy"]
+    best = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}  # the selected state
+    model.load_state_dict(best)
+    accuracy = task.evaluate(predict, "test", DEVICE)["accuracy"]
+    if cell.shift.enabled:  # the suite's shift evaluation, as the runner does it
+        task.evaluate_shifted(predict, DEVICE, cell.shift)
+        if cell.shift.test_subset is not None:  # and the clean accuracy on the same subset
+            task.evaluate_shifted(predict, DEVICE, ShiftConfig(noise=(0.0,), rotation=(), translation=(),
+                                                               test_subset=cell.shift.test_subset))
+    return accuracy
 
 
-def _alternate(first: Callable[[], object], second: Callable[[], object]) -> tuple[list[float], list[float]]:
+def _alternate(first: Callable[[], object], second: Callable[[], object],
+               rounds: int = ROUNDS) -> tuple[list[float], list[float]]:
     times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         for fn, out in ((first, times[0]), (second, times[1])):
             start = time.perf_counter()
             fn()
@@ -106,7 +119,21 @@ def test_runner_overhead_against_bare_loop(benchmark) -> None:
                                 overhead_ratio=ratio, steps=STEPS)
     benchmark.pedantic(run_cell, args=(cell,), rounds=1, iterations=1)
     print(f"\nrunner / bare loop = {ratio:.4f} over {ROUNDS} alternating rounds of {STEPS} steps")
-    assert ratio <= 1.03, f"runner overhead {100 * (ratio - 1):.1f}% exceeds the 3% target"
+    target = 1.02 if DEVICE.type == "cpu" else 1.03
+    assert ratio <= target, f"runner overhead {100 * (ratio - 1):.1f}% exceeds the {100 * (target - 1):.0f}% target"
+
+
+def test_runner_overhead_is_not_far_off() -> None:
+    """The CI check: report the ratio, fail only on a far-off regression (module docstring)."""
+    steps = 150
+    cell = _cell(f"budget.steps={steps}")
+    environment()
+    bare_loop(cell, steps), run_cell(cell)
+    bare, runner = _alternate(lambda: bare_loop(cell, steps), lambda: run_cell(cell), rounds=3)
+    ratio = statistics.median(runner) / statistics.median(bare)
+    print(f"\nrunner / bare loop = {ratio:.3f} (median of 3 alternating rounds of {steps} steps: "
+          f"{statistics.median(runner):.2f} s / {statistics.median(bare):.2f} s)")
+    assert ratio <= 1.5, f"the runner takes {ratio:.2f}x a bare loop doing the same work: a regression"
 
 
 def test_meter_sampling_overhead(benchmark) -> None:
