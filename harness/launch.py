@@ -19,6 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from harness.execute import Seen, execute
 from harness.local_pool import run_pool
 from harness.loops.common import ProgressCallback
@@ -50,12 +52,31 @@ def _with_threads(cells: Iterable[Cell], workers: int) -> list[Cell]:
     return [cell if cell.threads is not None else replace(cell, threads=per_worker) for cell in cells]
 
 
-def local_workers(config: LauncherConfig) -> int:
+def local_workers(config: LauncherConfig, cells: Iterable[Cell] = ()) -> int:
     """How many cells run at once on this machine (1 for the cluster launchers, whose
-    cells report no progress here): `launcher.workers`, 0 meaning one per core."""
+    cells report no progress here): `launcher.workers`, 0 meaning one per core, or with
+    `launcher.cells_per_device` that many per device (`device_slots`)."""
     if config.kind != "local":
         return 1
+    if config.cells_per_device is not None:
+        return len(device_slots(config.cells_per_device, _gpus_for(cells)))
     return config.workers or os.cpu_count() or 1
+
+
+def device_slots(cells_per_device: int, gpus: int) -> list[int | None]:
+    """The device each pool worker is pinned to: GPUs taken round-robin, so the first
+    cells spread over the devices before any device gets a second; None (no pinning)
+    for every worker when the cells run on the CPU (`gpus` = 0)."""
+    if gpus == 0:
+        return [None] * cells_per_device
+    return [slot % gpus for slot in range(gpus * cells_per_device)]
+
+
+def _gpus_for(cells: Iterable[Cell]) -> int:
+    """Visible GPUs when any of the cells runs on CUDA, else 0."""
+    if not any(str(cell.device).startswith("cuda") for cell in cells):
+        return 0
+    return torch.cuda.device_count()
 
 
 def launch(cells: list[Cell], results_dir: Path, config: LauncherConfig,
@@ -76,12 +97,14 @@ def launch(cells: list[Cell], results_dir: Path, config: LauncherConfig,
             on_record(cell, *outcome)
 
     with _cancel_on_sigterm():
-        if config.kind == "local" and config.workers == 1:
+        if config.kind == "local" and local_workers(config, cells) == 1:
             for cell in cells:
                 note(cell, execute(cell, results_dir, on_progress, seen.get(cell.run_id)))
         elif config.kind == "local":
-            workers = local_workers(config)
-            run_pool(_with_threads(cells, workers), Path(results_dir), workers, config.retries, seen, note, on_progress)
+            workers = local_workers(config, cells)
+            slots = device_slots(config.cells_per_device, _gpus_for(cells)) if config.cells_per_device else None
+            run_pool(_with_threads(cells, workers), Path(results_dir), workers, config.retries, seen, note, on_progress,
+                     slots)
         elif config.kind == "submitit":
             _launch_submitit(cells, results_dir, config, note, seen)
         else:

@@ -63,10 +63,14 @@ def _stop_now(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)  # unwinds: a record being written leaves no temp file
 
 
-def _worker_main(conn: Connection, results_dir: str, parent: int) -> None:
+def _worker_main(conn: Connection, results_dir: str, parent: int, gpu: int | None = None) -> None:
     """A pool worker: run the cells the parent sends, one at a time, until it sends None or
-    goes away. Interrupts are the parent's to decide; SIGTERM from it ends the worker."""
+    goes away. Interrupts are the parent's to decide; SIGTERM from it ends the worker.
+    `gpu`: the one GPU this worker sees (CUDA initialises lazily, at the first cell, so
+    setting CUDA_VISIBLE_DEVICES here pins every cell it runs to that device)."""
     _die_with_parent(parent)
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_now)
     while True:
@@ -111,14 +115,15 @@ class _Worker:
     process: SpawnProcess
     conn: Connection
     cell: Cell | None = None
+    slot: int = 0  # its place in the pool's device slots
 
     @classmethod
-    def start(cls, ctx: SpawnContext, results_dir: Path) -> _Worker:
+    def start(cls, ctx: SpawnContext, results_dir: Path, slot: int = 0, gpu: int | None = None) -> _Worker:
         ours, theirs = ctx.Pipe()
-        process = ctx.Process(target=_worker_main, args=(theirs, str(results_dir), os.getpid()), daemon=True)
+        process = ctx.Process(target=_worker_main, args=(theirs, str(results_dir), os.getpid(), gpu), daemon=True)
         process.start()
         theirs.close()
-        return cls(process, ours)
+        return cls(process, ours, slot=slot)
 
     def give(self, cell: Cell, seen: Seen | None) -> bool:
         try:
@@ -138,9 +143,12 @@ class _Worker:
 
 def run_pool(cells: list[Cell], results_dir: Path, workers: int, retries: int, seen: dict[str, Seen],
              note: Callable[[Cell, tuple[str, Record | None]], None],
-             on_progress: ProgressCallback | None = None) -> None:
+             on_progress: ProgressCallback | None = None, slots: list[int | None] | None = None) -> None:
     """Run `cells` on up to `workers` spawn processes; `note` gets each cell's outcome and
-    `on_progress` the progress the workers report (throttled, see `_progress_sender`)."""
+    `on_progress` the progress the workers report (throttled, see `_progress_sender`).
+    `slots` (one per worker, harness/launch.py `device_slots`): the GPU each worker is pinned
+    to; a worker that dies is replaced on the same device."""
+    slots = slots if slots is not None else [None] * workers
     ctx = get_context("spawn")
     queue = deque(cells)
     deaths: dict[str, int] = {}
@@ -154,7 +162,8 @@ def run_pool(cells: list[Cell], results_dir: Path, workers: int, retries: int, s
                     continue
                 queue.popleft()
             while queue and len(pool) < workers:
-                worker = _Worker.start(ctx, results_dir)
+                free = min(set(range(workers)) - {w.slot for w in pool})
+                worker = _Worker.start(ctx, results_dir, free, slots[free])
                 pool.append(worker)
                 if worker.give(queue[0], seen.get(queue[0].run_id)):
                     queue.popleft()

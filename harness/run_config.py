@@ -39,6 +39,9 @@ class LauncherConfig:
     kind: Literal["local", "submitit", "ray"] = "local"
     workers: int = 1  # local: processes (1 = this process, with a live progress display); 0 = one per core
     retries: int = 1  # local pool: how often a cell whose worker died (e.g. OOM-killed) is tried again
+    # local: run N cells side by side on each device (GPU cells: N per visible GPU, each worker pinned to one;
+    # CPU cells: N on the CPU, sharing its cores); set, it decides the number of workers instead of `workers`
+    cells_per_device: int | None = None
     folder: str = ".submitit"  # submitit: logs and pickles, relative to the results directory
     cluster: Literal["auto", "slurm", "local", "debug"] = "auto"  # submitit: "local" runs jobs as local processes
     partition: str | None = None  # submitit (Slurm)
@@ -52,6 +55,8 @@ class LauncherConfig:
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0 (0 = one per core), got {self.workers}")
+        if self.cells_per_device is not None and self.cells_per_device < 1:
+            raise ValueError(f"cells_per_device must be >= 1 (or null: use workers), got {self.cells_per_device}")
         if self.retries < 0:
             raise ValueError(f"retries must be >= 0, got {self.retries}")
         for key in ("timeout_min", "cpus_per_task", "mem_gb", "array_parallelism"):

@@ -10,13 +10,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from harness import registry
 from harness.config import resolve
 from harness.execute import execute
-from harness.launch import launch
+from harness.launch import device_slots, launch, local_workers
 from harness.run_config import LauncherConfig
 from harness.plan import plan
 from harness.sweep import expand_grid
@@ -158,3 +159,20 @@ def test_pool_workers_report_each_cells_progress_to_the_parent(sweep_cells, tmp_
     launch(sweep_cells, tmp_path, LauncherConfig(workers=2),
            on_progress=lambda p: furthest.__setitem__(p.cell.run_id, max(p.fraction, furthest.get(p.cell.run_id, 0))))
     assert furthest == {cell.run_id: 1.0 for cell in sweep_cells}
+
+
+def test_device_slots_spread_workers_round_robin_over_the_gpus() -> None:
+    assert device_slots(3, gpus=2) == [0, 1, 0, 1, 0, 1]  # the first cells land on different GPUs
+    assert device_slots(2, gpus=0) == [None, None]  # CPU cells: N workers sharing the cores, unpinned
+    cpu_cells = [SimpleNamespace(device="cpu")] * 4
+    assert local_workers(LauncherConfig(cells_per_device=3), cpu_cells) == 3
+    assert local_workers(LauncherConfig(workers=5, cells_per_device=2), cpu_cells) == 2  # it decides when set
+    assert local_workers(LauncherConfig(kind="ray", workers=4)) == 1  # no progress comes back from a cluster
+    with pytest.raises(ValueError, match="cells_per_device"):
+        LauncherConfig(cells_per_device=0)
+
+
+def test_cells_per_device_runs_cells_side_by_side_each_once(sweep_cells, tmp_path: Path) -> None:
+    outcomes = launch(sweep_cells, tmp_path, LauncherConfig(cells_per_device=2))
+    assert outcomes == {"ran": len(sweep_cells), "done": 0, "busy": 0}
+    assert len(_learning(tmp_path)) == len(sweep_cells)
