@@ -118,6 +118,7 @@ class Meter:
         self.sampler = Sampler(self.energy, self.clock) if config.sampling else None
         self.step_seconds: list[float] = []
         self.probe_seconds: list[float] = []
+        self.probe_overhead_seconds = 0.0  # a probe's own set-up and reading, outside its timed step
         self.kind_counts: Counter[str] = Counter()
         self.flops_per_kind: dict[str, int] = {}
         self.ledger: dict[str, int] = {}
@@ -149,6 +150,7 @@ class Meter:
         probe = self._wants_probe()
         if self.deferred and not probe:
             return self._deferred_step(run_step)
+        outer = time.perf_counter()
         with ExitStack() as stack:
             if probe:
                 flops = stack.enter_context(FlopCounterMode(display=False))
@@ -168,6 +170,7 @@ class Meter:
             self.probe_seconds.append(seconds)
             self.flops_per_kind.setdefault(stats.kind, flops.get_total_flops())
             self._update_ledger(saved)
+            self.probe_overhead_seconds += time.perf_counter() - outer - seconds  # counting modes set up, read
         else:
             self.step_seconds.append(seconds)
         return stats, StepCost(seconds, joules, probe)

@@ -54,11 +54,11 @@ def test_run_trains_records_every_field_and_resumes(tiny_suite, tmp_path: Path) 
     assert len(index) == 2 and (index["final.test.accuracy"] > 0.85).all()
     assert "mlp" in first.stdout and "backprop" in first.stdout
 
-    start = time.monotonic()
+    # resuming trains nothing (no wall-clock bound here: it failed at 19.8 s on a machine at load 20;
+    # speed belongs in tests/bench)
     second = bench("run", f"suite={tiny_suite(seeds=2)}", f"results_dir={results}")
     assert second.returncode == 0, second.stderr
     assert "nothing to train" in second.stdout
-    assert time.monotonic() - start < 15
     assert records(results) == written  # byte for byte: nothing retrained or rewritten
 
 

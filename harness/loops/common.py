@@ -11,9 +11,10 @@ The rules, the same for every method and every loop:
   ends the loop as diverged, with the curve kept up to there.
 - Every second of a cell is accounted for (`timing.phase_seconds`, summing to
   `timing.cell_seconds`): setup (data, model, method), train (inside `Method.step`, the
-  meter's clock), data (drawing and moving batches), val, test, shift, lm_eval,
-  checkpoint (copying the selected state), and other (the meter's bookkeeping, progress
-  callbacks: what is left). `eval_seconds` stays val + test + shift + lm_eval.
+  meter's clock), probe (setting up and reading a probe step's FLOP counter and ledger),
+  data (drawing and moving batches), val, test, shift, lm_eval, checkpoint (copying the
+  selected state), progress (the display's callbacks), and other (what is left: the
+  meter's and the loop's bookkeeping). `eval_seconds` stays val + test + shift + lm_eval.
 """
 
 from __future__ import annotations
@@ -199,7 +200,8 @@ class TrainLoop:
                     self.timed(on_validation, val, phase="checkpoint")
             if self.on_progress is not None:
                 fraction = budgets.spent_fraction(self.budget, counters)
-                self.on_progress(StepProgress(self.cell, counters, fraction, stats.loss, self.last_val))
+                self.timed(self.on_progress, StepProgress(self.cell, counters, fraction, stats.loss, self.last_val),
+                           phase="progress")
         counters.seconds += self.meter.flush()
         return None
 
@@ -218,7 +220,8 @@ class TrainLoop:
         loop existed (start_cell). The wall time since the loop was made that no phase
         claims is `other`."""
         report = self.meter.report()
-        phases = {"setup": setup_seconds, "train": report["time"]["train_seconds"], **self.phases}
+        phases = {"setup": setup_seconds, "train": report["time"]["train_seconds"],
+                  "probe": self.meter.probe_overhead_seconds, **self.phases}
         wall = time.perf_counter() - self._born
         phases["other"] = max(0.0, wall - sum(v for k, v in phases.items() if k != "setup"))
         return measurement_fields(self.task, self.counters, self.curve, report, self.eval_seconds, phases)
