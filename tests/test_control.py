@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from harness import registry
 from harness.config import ConfigError, resolve
@@ -73,11 +74,12 @@ def test_env_steps_budget_is_refused_for_tasks_without_an_environment(tiny_suite
         resolve([f"suite={tiny_suite()}", "budget.env_steps=100"])
 
 
-def test_dqn_and_policy_gradient_learn_a_two_armed_bandit(tmp_path, monkeypatch) -> None:
+def test_dqn_ppo_and_policy_gradient_learn_a_two_armed_bandit(tmp_path, monkeypatch) -> None:
     registry.discover()
     monkeypatch.setitem(registry._TASKS, "bandit_test", type("Bandit", (BanditTask,), {"name": "bandit_test"}))
     # exploration runs on absolute steps: over the first 120 of these 400 (the suite's 900 suit 3,000)
-    cells = plan(resolve([f"suite={_suite(tmp_path, '{bandit: {task: bandit_test}}', 400)}",
+    suite = _suite(tmp_path, '{bandit: {task: bandit_test}}', 400, "[dqn, ppo, policy_gradient]")
+    cells = plan(resolve([f"suite={suite}",
                           "method.dqn.exploration_steps=120"]))
     for cell in cells:
         record = run_cell(cell)
@@ -129,3 +131,33 @@ def test_curves_are_reproducible_per_seed(tmp_path) -> None:
     first, second = run_cell(cell), run_cell(cell)
     assert first["control"]["episode_returns"] == second["control"]["episode_returns"]
     assert [p["train_loss"] for p in first["curve"]] == [p["train_loss"] for p in second["curve"]]
+
+
+def test_ppo_advantages_are_gae_cut_at_episode_ends_and_bootstrapped_past_truncation() -> None:
+    """GAE (Schulman et al. 2016) by hand, with V(o) = the observation's index (a linear critic)."""
+    ppo = registry.get_method("ppo")()
+    ppo.cfg = ppo.Config(gamma=0.9, gae_lambda=0.5)
+    ppo.value = torch.nn.Linear(3, 1, bias=False)
+    with torch.no_grad():
+        ppo.value.weight.copy_(torch.tensor([[0.0, 1.0, 2.0]]))
+    eye = torch.eye(3)
+    # step 0: o=0 -> o=1, r=0; step 1: o=1 -> o=2, r=1, terminated; step 2: o=0 -> o=2, r=0, truncated;
+    # step 3: o=1 -> o=1, r=0, the rollout ends mid-episode
+    obs, next_obs = eye[[0, 1, 0, 1]], eye[[1, 2, 2, 1]]
+    rewards = torch.tensor([0.0, 1.0, 0.0, 0.0])
+    terminated, done = torch.tensor([0.0, 1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 1.0, 0.0])
+    advantages, returns = ppo._advantages(obs, rewards, next_obs, terminated, done)
+    d0, d1, d2, d3 = 0 + 0.9 * 1 - 0, 1 + 0 - 1, 0 + 0.9 * 2 - 0, 0 + 0.9 * 1 - 1
+    expected = torch.tensor([d0 + 0.45 * d1, d1, d2, d3])
+    assert torch.allclose(advantages, expected), (advantages, expected)
+    assert torch.allclose(returns, expected + torch.tensor([0.0, 1.0, 0.0, 1.0]))
+
+
+def test_ppo_learns_the_grid_world(tmp_path) -> None:
+    """Not a bandit: a 6-move path with a wall and slips, learned from the reward alone."""
+    (cell,) = plan(resolve([f"suite={_suite(tmp_path, '{grid: {task: grid_world}}', 1500, 'ppo')}"]))
+    record = run_cell(cell)
+    assert record["status"] == "completed", record.get("traceback")
+    returns = record["control"]["episode_returns"]
+    assert sum(returns[:20]) / 20 < 0.5  # a random walk rarely finds the goal in 16 moves
+    assert sum(returns[-20:]) / 20 >= 0.9
