@@ -338,3 +338,56 @@ def accuracy_resolution(pm: float, pb: float, n: int) -> tuple[float, float]:
     (see `resolution`): 1/n, and the largest sampling sd given the two accuracies."""
     q = min(pm, 1 - pb) + min(pb, 1 - pm)
     return 1 / n, math.sqrt(max(q - (pm - pb) ** 2, 0.0) / n)
+
+
+# ------------------------------------------------- control: environment steps to a target return
+
+
+def first_crossing(returns: Sequence[float], ends: Sequence[int], window: int,
+                   target: float) -> tuple[float, float, float] | None:
+    """(step, low, high): where the moving average of `window` episode returns first reaches `target`.
+
+    The average is known at each episode's end; between two ends it is read as a straight
+    line, so the step is interpolated between the end of the episode before (average a0 <
+    target) and the end of the one that reached it (a1 >= target): e0 + (target - a0) /
+    (a1 - a0) * (e1 - e0), within (e0, e1]. When the first full window already reaches it
+    there is no earlier average: the step is that episode's end, within (the previous
+    episode's end, it] (the window's floor: a T-maze agent that is right from its first
+    trial scores 100 trials of 2 steps, 200).
+    None when the average never reaches the target.
+    """
+    previous_average, previous_end = None, (ends[window - 2] if 2 <= window <= len(ends) else 0)
+    for k in range(window - 1, len(returns)):
+        average = statistics.fmean(returns[k - window + 1:k + 1])
+        end = ends[k]
+        if average >= target:
+            if previous_average is None:
+                return float(end), float(previous_end), float(end)
+            step = previous_end + (target - previous_average) / (average - previous_average) * (end - previous_end)
+            return step, float(previous_end), float(end)
+        previous_average, previous_end = average, end
+    return None
+
+
+def _env_steps_to(record: Record, target: float | None) -> Reading:
+    """Environment steps until the moving-average training return first reaches `target`,
+    resolved to one episode (not to the curve's `eval_every`), from every episode's return."""
+    control = record.control
+    if control is None:
+        raise Missing(f"{record.method} seed {record.seed}: the record of task {record.task} has no episode "
+                      "returns: env_steps_ratio needs a control task (suite control)")
+    if target is None:
+        raise Missing("env_steps_ratio needs `target:` (the moving-average return to reach)")
+    found = first_crossing(control.episode_returns, control.episode_end_steps, control.window, target)
+    if found is None:
+        spent = _spent(record, "env_steps")
+        return Reading(spent, spent, math.inf, reached=False)
+    step, low, high = found
+    return Reading(step, low, high, reached=True)
+
+
+QUANTITIES["env_steps_ratio"] = Quantity(
+    "env_steps_ratio", "ratio", _env_steps_to,
+    "baseline environment steps / method environment steps until the moving-average training return first "
+    "reaches `target`, resolved to one episode and interpolated between episode ends (control records)",
+    needs_target=True, to_target=True, worst=_worst_cost)
