@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -15,11 +16,12 @@ from harness import registry
 from harness.config import ConfigError, resolve
 from harness.interface import TaskDataError
 from harness.plan import plan
-from harness.quantities import QUANTITIES
+from harness.quantities import QUANTITIES, Missing, control_phases, first_crossing
 from harness.record import parse_record
 from harness.runner import run_cell
 from harness.report.summary import render, summarise
-from suites.tasks.control_envs import ControlConfig, ControlTaskBase, FrozenLakeTask, TMazeTask
+from suites.tasks.control_continual import MOVED_GOAL, MovingGoalConfig, MovingGoalTask
+from suites.tasks.control_envs import GOAL, ControlConfig, ControlTaskBase, FrozenLakeTask, TMazeTask
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,6 +124,9 @@ def test_bench_run_on_the_control_suite_prints_and_records_samples_to_target(tmp
     # the claim quantity reads the same number off the curve
     ratio = QUANTITIES["samples_ratio"]
     assert all(ratio.read(parse_record(r), 0.9).value == r["control"]["samples_to_target"] for r in ai)
+    # and so does the episode-resolved one: the first full window of 100 two-step trials is its floor
+    steps = QUANTITIES["env_steps_ratio"]
+    assert all((steps.read(parse_record(r), 0.9).value, steps.read(parse_record(r), 0.9).low) == (200, 198) for r in ai)
     tables = render(summarise(records), "control")
     assert len(tables) == 3  # results, cost, control
 
@@ -161,3 +166,59 @@ def test_ppo_learns_the_grid_world(tmp_path) -> None:
     returns = record["control"]["episode_returns"]
     assert sum(returns[:20]) / 20 < 0.5  # a random walk rarely finds the goal in 16 moves
     assert sum(returns[-20:]) / 20 >= 0.9
+
+
+def test_steps_to_target_is_resolved_to_one_episode_and_interpolated_between_episode_ends() -> None:
+    # window 2: averages 0 (end 10), 0.5 (end 15), 1.0 (end 20): 0.9 is crossed 4/5 of the way from 15 to 20
+    assert first_crossing([0, 0, 1, 1], [5, 10, 15, 20], 2, 0.9) == (19.0, 15.0, 20.0)
+    # the first full window already meets it: no earlier average, the floor (within the episode before it)
+    assert first_crossing([1, 1, 1], [2, 4, 6], 2, 0.9) == (4.0, 2.0, 4.0)
+    assert first_crossing([1, 0, 1, 0], [2, 4, 6, 8], 2, 0.9) is None
+
+
+def _control_record(returns: list[float], ends: list[int], window: int, config: dict | None = None):
+    """A completed control record with these episodes (the fields the quantities read)."""
+    from types import SimpleNamespace
+
+    control = SimpleNamespace(episode_returns=returns, episode_end_steps=ends, window=window)
+    return SimpleNamespace(method="m", seed=0, task="t", control=control, task_info={"config": config or {}},
+                           spent=lambda axis: float(ends[-1] if ends else 0), status="completed", completed=True)
+
+
+def test_env_steps_ratio_reads_the_interpolated_crossing_and_a_lower_bound_when_never_reached() -> None:
+    quantity = QUANTITIES["env_steps_ratio"]
+    reached = quantity.read(_control_record([0, 0, 1, 1], [5, 10, 15, 20], 2), 0.9)
+    assert (reached.value, reached.low, reached.high, reached.reached) == (19.0, 15.0, 20.0, True)
+    never = quantity.read(_control_record([0, 0, 0], [16, 32, 48], 2), 0.9)
+    assert (never.value, never.low, never.high, never.reached) == (48.0, 48.0, math.inf, False)
+
+
+def test_moving_goal_moves_at_the_first_episode_start_past_each_phase() -> None:
+    env = MovingGoalTask(MovingGoalConfig(slip=0.0, phase_steps=(10, 10))).make_env(0)
+    env.reset()
+    seen = []
+    for _ in range(60):
+        _, _, terminated, truncated = env.step(0)  # up, into the wall: every episode runs its 16 moves
+        if terminated or truncated:
+            env.reset()
+            seen.append((env.steps, env.goal))
+    assert seen == [(16, MOVED_GOAL), (32, GOAL), (48, GOAL)]
+    with pytest.raises(ValueError, match="one length per phase"):
+        MovingGoalConfig(phase_steps=(10,))
+    with pytest.raises(ValueError, match="open cells"):
+        MovingGoalConfig(goals=(15, 5, 15))  # 5 is a wall
+
+
+def test_control_forgetting_reads_the_windows_around_the_phase_changes() -> None:
+    # phases of 30 and 30 steps, episodes of 5 steps, window 2: A learned (1, 1), B never (0, 0), A kept half
+    returns = [0, 1, 1, 1, 1, 1] + [0] * 6 + [1, 0, 1, 1]
+    ends = [5 * (i + 1) for i in range(len(returns))]
+    record = _control_record(returns, ends, 2, {"phase_steps": [30, 30]})
+    phases = control_phases(record)
+    assert (phases.phase1_end, phases.phase2_end, phases.phase3_start) == (1.0, 0.0, 0.5)
+    assert QUANTITIES["control_forgetting_gap"].read(record, None).value == 0.5
+    assert QUANTITIES["control_plasticity_gap"].read(record, None).value == 0.0
+    with pytest.raises(Missing, match="fewer than 2 episodes"):
+        control_phases(_control_record(returns[:13], ends[:13], 2, {"phase_steps": [30, 30]}))
+    with pytest.raises(Missing, match="three phases"):
+        control_phases(_control_record(returns, ends, 2))
