@@ -222,3 +222,15 @@ def test_control_forgetting_reads_the_windows_around_the_phase_changes() -> None
         control_phases(_control_record(returns[:13], ends[:13], 2, {"phase_steps": [30, 30]}))
     with pytest.raises(Missing, match="three phases"):
         control_phases(_control_record(returns, ends, 2))
+
+
+def test_active_inference_follows_the_moving_goal_and_its_phases_are_read_from_the_record(tmp_path) -> None:
+    """End to end, tiny: A for 300 steps, B for 300, A again; the agent learns A, then B (where the goal moved)."""
+    tasks = "{moving: {task: grid_world_moving_goal, window: 5, phase_steps: [300, 300]}}"
+    (cell,) = plan(resolve([f"suite={_suite(tmp_path, tasks, 700, 'active_inference')}"]))
+    record = run_cell(cell)
+    assert record["status"] == "completed", record.get("traceback")
+    phases = control_phases(parse_record(record))
+    assert phases.phase1_end >= 0.8 and phases.phase2_end >= 0.8, phases
+    assert QUANTITIES["control_forgetting_gap"].read(parse_record(record), None).value == pytest.approx(
+        phases.phase1_end - phases.phase3_start)
