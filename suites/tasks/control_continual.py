@@ -4,9 +4,13 @@ The A-B-A design of continual reinforcement learning (Wolczyk et al. 2021, "Cont
 NeurIPS, measure forgetting as the drop of a task's performance after training on later ones):
 - phase 1 (world A): the goal is the grid world's usual bottom-right cell (15), for
   `phase_steps[0]` environment steps;
-- phase 2 (world B): the goal moves to cell 10 (third row, third column: behind the wall's
-  corner, on neither shortest route to cell 15, so an agent that still heads for A's goal is
-  not paid on the way), for `phase_steps[1]` steps;
+- phase 2 (world B): the goal moves to cell 4 (second row, first column: one move from the
+  start, five from A's goal), for `phase_steps[1]` steps. Far from A's goal on purpose: with
+  B's goal at cell 10, two moves from A's, a model-free policy that heads for 10 and wanders
+  on from there (10 no longer ends the episode) found A's goal by chance within the 16-move
+  limit, and A's return after B measured the geometry more than retention (measured: PPO
+  0.85-1.0 on A again in every seed, DQN 0.05-1.0, the active-inference agent, which stays
+  where it believes the goal is, 0.25-0.55);
   (2,000 steps each by default: DQN, exploring over its first 900, reaches the grid world's
   target after ~1,500 on average; with 1,200 it had not learned A when A ended)
 - phase 3 (world A again) until the budget ends.
@@ -35,7 +39,7 @@ from harness.interface import Observation
 from harness.registry import register_task
 from suites.tasks.control_envs import GOAL, GRID, GridWorldConfig, GridWorldEnv, GridWorldTask
 
-MOVED_GOAL = 10
+MOVED_GOAL = 4
 
 
 @dataclass(frozen=True)
