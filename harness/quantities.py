@@ -338,3 +338,124 @@ def accuracy_resolution(pm: float, pb: float, n: int) -> tuple[float, float]:
     (see `resolution`): 1/n, and the largest sampling sd given the two accuracies."""
     q = min(pm, 1 - pb) + min(pb, 1 - pm)
     return 1 / n, math.sqrt(max(q - (pm - pb) ** 2, 0.0) / n)
+
+
+# ------------------------------------------------- control: environment steps to a target return
+
+
+def first_crossing(returns: Sequence[float], ends: Sequence[int], window: int,
+                   target: float) -> tuple[float, float, float] | None:
+    """(step, low, high): where the moving average of `window` episode returns first reaches `target`.
+
+    The average is known at each episode's end; between two ends it is read as a straight
+    line, so the step is interpolated between the end of the episode before (average a0 <
+    target) and the end of the one that reached it (a1 >= target): e0 + (target - a0) /
+    (a1 - a0) * (e1 - e0), within (e0, e1]. When the first full window already reaches it
+    there is no earlier average: the step is that episode's end, within (the previous
+    episode's end, it] (the window's floor: a T-maze agent that is right from its first
+    trial scores 100 trials of 2 steps, 200).
+    None when the average never reaches the target.
+    """
+    previous_average, previous_end = None, (ends[window - 2] if 2 <= window <= len(ends) else 0)
+    for k in range(window - 1, len(returns)):
+        average = statistics.fmean(returns[k - window + 1:k + 1])
+        end = ends[k]
+        if average >= target:
+            if previous_average is None:
+                return float(end), float(previous_end), float(end)
+            step = previous_end + (target - previous_average) / (average - previous_average) * (end - previous_end)
+            return step, float(previous_end), float(end)
+        previous_average, previous_end = average, end
+    return None
+
+
+def _env_steps_to(record: Record, target: float | None) -> Reading:
+    """Environment steps until the moving-average training return first reaches `target`,
+    resolved to one episode (not to the curve's `eval_every`), from every episode's return."""
+    control = record.control
+    if control is None:
+        raise Missing(f"{record.method} seed {record.seed}: the record of task {record.task} has no episode "
+                      "returns: env_steps_ratio needs a control task (suite control)")
+    if target is None:
+        raise Missing("env_steps_ratio needs `target:` (the moving-average return to reach)")
+    found = first_crossing(control.episode_returns, control.episode_end_steps, control.window, target)
+    if found is None:
+        spent = _spent(record, "env_steps")
+        return Reading(spent, spent, math.inf, reached=False)
+    step, low, high = found
+    return Reading(step, low, high, reached=True)
+
+
+QUANTITIES["env_steps_ratio"] = Quantity(
+    "env_steps_ratio", "ratio", _env_steps_to,
+    "baseline environment steps / method environment steps until the moving-average training return first "
+    "reaches `target`, resolved to one episode and interpolated between episode ends (control records)",
+    needs_target=True, to_target=True, worst=_worst_cost)
+
+
+# ------------------------------------------------- control: a world that changes between phases
+
+
+@dataclass(frozen=True)
+class ControlPhases:
+    """Moving-average returns (over the task's window of episodes) around the phase changes of
+    an A-B-A control task (suites/tasks/control_continual.py), read from every episode's return."""
+
+    phase1_end: float  # the last window of phase 1 (world A, just learned)
+    phase2_end: float  # the last window of phase 2 (world B): the plasticity guard
+    phase3_start: float  # the first window of phase 3 (world A again, after B)
+
+    @property
+    def forgetting(self) -> float:
+        """The return on A's world lost over phase 2: just after phase 1 minus after phase 2."""
+        return self.phase1_end - self.phase3_start
+
+
+def control_phases(record: Record) -> ControlPhases:
+    """Split `record`'s episodes by phase (an episode belongs to the phase it started in: the world
+    changes only at an episode start) and average the windows around the changes."""
+    control, info = record.control, (record.task_info or {}).get("config") or {}
+    lengths = info.get("phase_steps")
+    if control is None or not lengths or len(lengths) < 2:
+        raise Missing(f"{record.method} seed {record.seed}: task {record.task} is not a control task whose world "
+                      "changes between three phases (A, B, A: task grid_world_moving_goal, suite control)")
+    boundaries = [sum(lengths[:i + 1]) for i in range(len(lengths))]
+    phases: list[list[float]] = [[] for _ in range(len(boundaries) + 1)]
+    start = 0
+    for episode_return, end in zip(control.episode_returns, control.episode_end_steps):
+        phases[sum(start >= b for b in boundaries)].append(episode_return)
+        start = end
+    window = control.window
+    short = [i + 1 for i, returns in enumerate(phases[:3]) if len(returns) < window]
+    if short:
+        counts = ", ".join(f"phase {i}: {len(phases[i - 1])}" for i in short)
+        raise Missing(f"{record.method} seed {record.seed}: fewer than {window} episodes ({counts}) within "
+                      f"{record.spent('env_steps'):.0f} environment steps and phases of {lengths}: give the third "
+                      "phase more of the budget")
+    return ControlPhases(statistics.fmean(phases[0][-window:]), statistics.fmean(phases[1][-window:]),
+                         statistics.fmean(phases[2][:window]))
+
+
+def _worst_return(record: Record, partner: Record | None) -> Reading:
+    """A diverged run earns nothing: return 0 (the control tasks here pay 0 or 1 per episode)."""
+    return Reading(0.0, 0.0, 0.0, diverged=True)
+
+
+def _control_forgetting(record: Record, target: float | None) -> Reading:
+    return Reading.exact(control_phases(record).forgetting)
+
+
+def _control_plasticity(record: Record, target: float | None) -> Reading:
+    return Reading.exact(control_phases(record).phase2_end)
+
+
+QUANTITIES["control_forgetting_gap"] = Quantity(
+    "control_forgetting_gap", "difference", _control_forgetting,
+    "method minus baseline forgetting in an A-B-A control task: the moving-average return on world A at the "
+    "end of phase 1 minus at the start of phase 3, after world B (task grid_world_moving_goal)",
+    worst=_worst_accuracy_drop)
+QUANTITIES["control_plasticity_gap"] = Quantity(
+    "control_plasticity_gap", "difference", _control_plasticity,
+    "method minus baseline moving-average return at the end of phase 2 (world B) of an A-B-A control task: "
+    "the guard beside control_forgetting_gap (a method that never leaves A forgets nothing and fails B)",
+    worst=_worst_return)

@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from harness.interface import Observation, SetupContext, StepStats, Transition, one_hot, optimizer_state_tensors
 from harness.registry import register_method
-from methods._local import seeded
+from methods._rl import sample_action, value_network
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,7 @@ class PolicyGradient:
         self.ctx, self.cfg = ctx, ctx.config
         self.counts = tuple(ctx.task.observation_counts)
         self.policy = ctx.model
-        with seeded(ctx.generator):
-            self.value = nn.Sequential(nn.Linear(sum(self.counts), self.cfg.value_hidden), nn.Tanh(),
-                                       nn.Linear(self.cfg.value_hidden, 1)).to(ctx.device)
+        self.value = value_network(sum(self.counts), self.cfg.value_hidden, ctx.generator, ctx.device)
         self.optimizer = torch.optim.Adam([*self.policy.parameters(), *self.value.parameters()], lr=self.cfg.lr)
         self.episode: list[tuple[Tensor, int, float]] = []  # (one-hot observation, action, reward)
         self.finished: list[list[tuple[Tensor, int, float]]] = []
@@ -77,7 +75,7 @@ class PolicyGradient:
     def act(self, observation: Observation) -> int:
         with torch.no_grad():
             logits = self.policy(one_hot(observation, self.counts).unsqueeze(0))[0]
-        return int(torch.multinomial(torch.softmax(logits, dim=0), 1, generator=self.ctx.generator))
+        return sample_action(logits, self.ctx.generator)[0]
 
     def observe(self, transition: Transition) -> StepStats:
         self.episode.append((one_hot(transition.observation, self.counts), transition.action, transition.reward))

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from harness import registry
 from harness.config import ConfigError, resolve
 from harness.interface import TaskDataError
 from harness.plan import plan
-from harness.quantities import QUANTITIES
+from harness.quantities import QUANTITIES, Missing, control_phases, first_crossing
 from harness.record import parse_record
 from harness.runner import run_cell
 from harness.report.summary import render, summarise
-from suites.tasks.control_envs import ControlConfig, ControlTaskBase, FrozenLakeTask, TMazeTask
+from suites.tasks.control_continual import MOVED_GOAL, MovingGoalConfig, MovingGoalTask
+from suites.tasks.control_envs import GOAL, ControlConfig, ControlTaskBase, FrozenLakeTask, TMazeTask
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,11 +76,12 @@ def test_env_steps_budget_is_refused_for_tasks_without_an_environment(tiny_suite
         resolve([f"suite={tiny_suite()}", "budget.env_steps=100"])
 
 
-def test_dqn_and_policy_gradient_learn_a_two_armed_bandit(tmp_path, monkeypatch) -> None:
+def test_dqn_ppo_and_policy_gradient_learn_a_two_armed_bandit(tmp_path, monkeypatch) -> None:
     registry.discover()
     monkeypatch.setitem(registry._TASKS, "bandit_test", type("Bandit", (BanditTask,), {"name": "bandit_test"}))
     # exploration runs on absolute steps: over the first 120 of these 400 (the suite's 900 suit 3,000)
-    cells = plan(resolve([f"suite={_suite(tmp_path, '{bandit: {task: bandit_test}}', 400)}",
+    suite = _suite(tmp_path, '{bandit: {task: bandit_test}}', 400, "[dqn, ppo, policy_gradient]")
+    cells = plan(resolve([f"suite={suite}",
                           "method.dqn.exploration_steps=120"]))
     for cell in cells:
         record = run_cell(cell)
@@ -120,6 +124,9 @@ def test_bench_run_on_the_control_suite_prints_and_records_samples_to_target(tmp
     # the claim quantity reads the same number off the curve
     ratio = QUANTITIES["samples_ratio"]
     assert all(ratio.read(parse_record(r), 0.9).value == r["control"]["samples_to_target"] for r in ai)
+    # and so does the episode-resolved one: the first full window of 100 two-step trials is its floor
+    steps = QUANTITIES["env_steps_ratio"]
+    assert all((steps.read(parse_record(r), 0.9).value, steps.read(parse_record(r), 0.9).low) == (200, 198) for r in ai)
     tables = render(summarise(records), "control")
     assert len(tables) == 3  # results, cost, control
 
@@ -129,3 +136,101 @@ def test_curves_are_reproducible_per_seed(tmp_path) -> None:
     first, second = run_cell(cell), run_cell(cell)
     assert first["control"]["episode_returns"] == second["control"]["episode_returns"]
     assert [p["train_loss"] for p in first["curve"]] == [p["train_loss"] for p in second["curve"]]
+
+
+def test_ppo_advantages_are_gae_cut_at_episode_ends_and_bootstrapped_past_truncation() -> None:
+    """GAE (Schulman et al. 2016) by hand, with V(o) = the observation's index (a linear critic)."""
+    ppo = registry.get_method("ppo")()
+    ppo.cfg = ppo.Config(gamma=0.9, gae_lambda=0.5)
+    ppo.value = torch.nn.Linear(3, 1, bias=False)
+    with torch.no_grad():
+        ppo.value.weight.copy_(torch.tensor([[0.0, 1.0, 2.0]]))
+    eye = torch.eye(3)
+    # step 0: o=0 -> o=1, r=0; step 1: o=1 -> o=2, r=1, terminated; step 2: o=0 -> o=2, r=0, truncated;
+    # step 3: o=1 -> o=1, r=0, the rollout ends mid-episode
+    obs, next_obs = eye[[0, 1, 0, 1]], eye[[1, 2, 2, 1]]
+    rewards = torch.tensor([0.0, 1.0, 0.0, 0.0])
+    terminated, done = torch.tensor([0.0, 1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 1.0, 0.0])
+    advantages, returns = ppo._advantages(obs, rewards, next_obs, terminated, done)
+    d0, d1, d2, d3 = 0 + 0.9 * 1 - 0, 1 + 0 - 1, 0 + 0.9 * 2 - 0, 0 + 0.9 * 1 - 1
+    expected = torch.tensor([d0 + 0.45 * d1, d1, d2, d3])
+    assert torch.allclose(advantages, expected), (advantages, expected)
+    assert torch.allclose(returns, expected + torch.tensor([0.0, 1.0, 0.0, 1.0]))
+
+
+def test_ppo_learns_the_grid_world(tmp_path) -> None:
+    """Not a bandit: a 6-move path with a wall and slips, learned from the reward alone."""
+    (cell,) = plan(resolve([f"suite={_suite(tmp_path, '{grid: {task: grid_world}}', 1500, 'ppo')}"]))
+    record = run_cell(cell)
+    assert record["status"] == "completed", record.get("traceback")
+    returns = record["control"]["episode_returns"]
+    assert sum(returns[:20]) / 20 < 0.5  # a random walk rarely finds the goal in 16 moves
+    assert sum(returns[-20:]) / 20 >= 0.9
+
+
+def test_steps_to_target_is_resolved_to_one_episode_and_interpolated_between_episode_ends() -> None:
+    # window 2: averages 0 (end 10), 0.5 (end 15), 1.0 (end 20): 0.9 is crossed 4/5 of the way from 15 to 20
+    assert first_crossing([0, 0, 1, 1], [5, 10, 15, 20], 2, 0.9) == (19.0, 15.0, 20.0)
+    # the first full window already meets it: no earlier average, the floor (within the episode before it)
+    assert first_crossing([1, 1, 1], [2, 4, 6], 2, 0.9) == (4.0, 2.0, 4.0)
+    assert first_crossing([1, 0, 1, 0], [2, 4, 6, 8], 2, 0.9) is None
+
+
+def _control_record(returns: list[float], ends: list[int], window: int, config: dict | None = None):
+    """A completed control record with these episodes (the fields the quantities read)."""
+    from types import SimpleNamespace
+
+    control = SimpleNamespace(episode_returns=returns, episode_end_steps=ends, window=window)
+    return SimpleNamespace(method="m", seed=0, task="t", control=control, task_info={"config": config or {}},
+                           spent=lambda axis: float(ends[-1] if ends else 0), status="completed", completed=True)
+
+
+def test_env_steps_ratio_reads_the_interpolated_crossing_and_a_lower_bound_when_never_reached() -> None:
+    quantity = QUANTITIES["env_steps_ratio"]
+    reached = quantity.read(_control_record([0, 0, 1, 1], [5, 10, 15, 20], 2), 0.9)
+    assert (reached.value, reached.low, reached.high, reached.reached) == (19.0, 15.0, 20.0, True)
+    never = quantity.read(_control_record([0, 0, 0], [16, 32, 48], 2), 0.9)
+    assert (never.value, never.low, never.high, never.reached) == (48.0, 48.0, math.inf, False)
+
+
+def test_moving_goal_moves_at_the_first_episode_start_past_each_phase() -> None:
+    env = MovingGoalTask(MovingGoalConfig(slip=0.0, phase_steps=(10, 10))).make_env(0)
+    env.reset()
+    seen = []
+    for _ in range(60):
+        _, _, terminated, truncated = env.step(0)  # up, into the wall: every episode runs its 16 moves
+        if terminated or truncated:
+            env.reset()
+            seen.append((env.steps, env.goal))
+    assert seen == [(16, MOVED_GOAL), (32, GOAL), (48, GOAL)]
+    with pytest.raises(ValueError, match="one length per phase"):
+        MovingGoalConfig(phase_steps=(10,))
+    with pytest.raises(ValueError, match="open cells"):
+        MovingGoalConfig(goals=(15, 5, 15))  # 5 is a wall
+
+
+def test_control_forgetting_reads_the_windows_around_the_phase_changes() -> None:
+    # phases of 30 and 30 steps, episodes of 5 steps, window 2: A learned (1, 1), B never (0, 0), A kept half
+    returns = [0, 1, 1, 1, 1, 1] + [0] * 6 + [1, 0, 1, 1]
+    ends = [5 * (i + 1) for i in range(len(returns))]
+    record = _control_record(returns, ends, 2, {"phase_steps": [30, 30]})
+    phases = control_phases(record)
+    assert (phases.phase1_end, phases.phase2_end, phases.phase3_start) == (1.0, 0.0, 0.5)
+    assert QUANTITIES["control_forgetting_gap"].read(record, None).value == 0.5
+    assert QUANTITIES["control_plasticity_gap"].read(record, None).value == 0.0
+    with pytest.raises(Missing, match="fewer than 2 episodes"):
+        control_phases(_control_record(returns[:13], ends[:13], 2, {"phase_steps": [30, 30]}))
+    with pytest.raises(Missing, match="three phases"):
+        control_phases(_control_record(returns, ends, 2))
+
+
+def test_active_inference_follows_the_moving_goal_and_its_phases_are_read_from_the_record(tmp_path) -> None:
+    """End to end, tiny: A for 300 steps, B for 300, A again; the agent learns A, then B (where the goal moved)."""
+    tasks = "{moving: {task: grid_world_moving_goal, window: 5, phase_steps: [300, 300]}}"
+    (cell,) = plan(resolve([f"suite={_suite(tmp_path, tasks, 700, 'active_inference')}"]))
+    record = run_cell(cell)
+    assert record["status"] == "completed", record.get("traceback")
+    phases = control_phases(parse_record(record))
+    assert phases.phase1_end >= 0.8 and phases.phase2_end >= 0.8, phases
+    assert QUANTITIES["control_forgetting_gap"].read(parse_record(record), None).value == pytest.approx(
+        phases.phase1_end - phases.phase3_start)

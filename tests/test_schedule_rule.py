@@ -17,6 +17,15 @@ from harness.interface import SetupContext
 from harness.registry import get_method, get_task
 
 
+def _family(config: object) -> str | None:
+    """A method's schedule family: its `schedule` key, or "constant" for a method with a learning
+    rate and no schedule (DQN, REINFORCE: Adam at a fixed rate); None when it has no rate."""
+    fields = {f.name for f in dataclasses.fields(config)}
+    if "schedule" in fields:
+        return config.schedule
+    return "constant" if "lr" in fields else None
+
+
 def suites_and_profiles() -> list[tuple[str, str | None]]:
     cases = []
     for suite in available_suites():
@@ -30,8 +39,7 @@ def test_every_method_of_a_suite_gets_the_same_schedule_family(suite: str, profi
     run = resolve([f"suite={suite}"] + ([f"profile={profile}"] if profile else []))  # its own methods
     kinds = {get_task(t.task).kind for t in run.tasks}
     trained = [m for m in run.methods if get_method(m.name).supports & kinds]  # the rest are `unsupported` cells
-    families = {m.name: m.config.schedule for m in trained
-                if "schedule" in {f.name for f in dataclasses.fields(m.config)}}
+    families = {m.name: _family(m.config) for m in trained if _family(m.config) is not None}
     assert len(set(families.values())) <= 1, f"suite {suite} ({profile or 'default'}) mixes schedules: {families}"
 
 

@@ -192,6 +192,7 @@ GRID = ("S...",
         ".#..",
         "...G")
 MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))  # up, right, down, left
+GOAL = "".join(GRID).index("G")
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,7 @@ class GridWorldEnv:
     def __init__(self, config: GridWorldConfig, seed: int) -> None:
         self.config, self.rng = config, np.random.default_rng(seed)
         self.size = len(GRID)
+        self.goal = GOAL  # the cell that pays and ends the episode (a subclass may move it)
 
     def reset(self) -> Observation:
         self.position, self.t = 0, 0
@@ -224,7 +226,7 @@ class GridWorldEnv:
         r, c = row + MOVES[action][0], col + MOVES[action][1]
         if 0 <= r < self.size and 0 <= c < self.size and GRID[r][c] != "#":
             self.position = r * self.size + c
-        goal = GRID[self.position // self.size][self.position % self.size] == "G"
+        goal = self.position == self.goal
         truncated = not goal and self.t >= self.config.max_steps
         return (self.position, int(goal)), float(goal), goal, truncated
 
