@@ -323,6 +323,10 @@ class PrecisionWeightedEnergy(LayeredEnergy):
 
 @register_method("active_inference")
 class ActiveInference:
+    """Three variants by task kind: discrete (control), continuous (classify) and decoder (lm:
+    the continuous variant's free energy on a language model's blocks, methods/_free_energy_lm.py,
+    which cites its papers and lists its own deviations and measurements)."""
+
     supports = frozenset({"classify", "control", "lm"})
     Config = ActiveInferenceConfig
 
