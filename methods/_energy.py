@@ -39,20 +39,28 @@ class LayeredEnergy:
 
     def setup(self, ctx: SetupContext) -> None:
         self.ctx, self.cfg, self.model = ctx, ctx.config, ctx.model
-        self.num_classes = num_classes(ctx, self.name)  # the output node is one-hot
+        self.num_classes = self.output_classes()  # the output node is one-hot
         # f_1..f_n: a stem without parameters (Flatten) is part of the clamped input instead.
         self.stem_is_layer = has_parameters(self.model.stem)
         self.layers: list[nn.Module] = ([self.model.stem] if self.stem_is_layer else []) + \
             [*self.model.blocks, self.model.head]
         self.optimizer = make_optimizer(self.model.parameters(), self.cfg)
-        self.flop_share = self._flop_shares(ctx.task.describe()["input_shape"])
+        self.flop_share = self._flop_shares()
         self.nodes: list[Tensor] = []  # value nodes x_1..x_{n-1} of the last step
         self.velocity: list[Tensor] = []  # their momentum buffers
 
+    def output_classes(self) -> int:
+        """Width of the output node (a classifier's classes; a language model's vocabulary)."""
+        return num_classes(self.ctx, self.name)
+
+    def probe_input(self) -> Tensor:
+        """One all-zero input of the task's shape and dtype, for the shape and FLOP probes."""
+        return torch.zeros(1, *self.ctx.task.describe()["input_shape"], device=self.ctx.device)
+
     @torch.no_grad()
-    def _flop_shares(self, input_shape: tuple[int, ...]) -> list[float]:
+    def _flop_shares(self) -> list[float]:
         """Each layer's share of the forward pass's FLOPs, for forward_equivalents."""
-        h = torch.zeros(1, *input_shape, device=self.ctx.device)
+        h = self.probe_input()
         h = h if self.stem_is_layer else self.model.stem(h)
         counts = []
         for layer in self.layers:

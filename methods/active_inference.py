@@ -156,6 +156,7 @@ from torch import Tensor
 from harness.interface import Batch, DiscreteModelSpec, Observation, SetupContext, StepStats, Transition
 from harness.registry import register_method
 from methods._energy import LayeredEnergy
+from methods._free_energy_lm import DecoderEnergy
 from methods._pomdp import expected_free_energy, infer_states, log, normalise, wnorm
 from methods.predictive_coding import PredictiveCodingConfig
 
@@ -322,24 +323,31 @@ class PrecisionWeightedEnergy(LayeredEnergy):
 
 @register_method("active_inference")
 class ActiveInference:
-    supports = frozenset({"classify", "control"})
+    """Three variants by task kind: discrete (control), continuous (classify) and decoder (lm:
+    the continuous variant's free energy on a language model's blocks, methods/_free_energy_lm.py,
+    which cites its papers and lists its own deviations and measurements)."""
+
+    supports = frozenset({"classify", "control", "lm"})
     Config = ActiveInferenceConfig
+
+    class DecoderFreeEnergy(DecoderEnergy, PrecisionWeightedEnergy):
+        """The continuous variant on a language model's decoder (methods/_free_energy_lm.py)."""
 
     def setup(self, ctx: SetupContext) -> None:
         self.ctx, self.cfg = ctx, ctx.config
-        self.variant = "discrete" if ctx.task.kind == "control" else "continuous"
-        if self.variant == "continuous":
-            self.continuous = PrecisionWeightedEnergy()
+        self.variant = {"control": "discrete", "lm": "decoder"}.get(ctx.task.kind, "continuous")
+        if self.variant != "discrete":
+            self.continuous = self.DecoderFreeEnergy() if self.variant == "decoder" else PrecisionWeightedEnergy()
             self.continuous.setup(ctx)  # ActiveInferenceConfig is a PredictiveCodingConfig
             return
         task = ctx.task
         self.agent = DiscreteAgent(task.generative_model(), tuple(task.observation_counts), task.action_count,
                                    self.cfg, ctx.generator)
 
-    # ------------------------------------------------- continuous variant (classify)
+    # --------------------------------------- continuous variant (classify, lm)
 
     def step(self, batch: Batch) -> StepStats:
-        return dataclasses.replace(self.continuous.step(batch), kind="continuous_vfe")
+        return dataclasses.replace(self.continuous.step(batch), kind=f"{self.variant}_vfe")
 
     def predict(self, inputs: Tensor) -> Tensor:
         return self.continuous.predict(inputs)
@@ -357,9 +365,9 @@ class ActiveInference:
         return StepStats(loss=surprise, examples=1, forward_equivalents=0.0, kind="discrete_pomdp")
 
     def describe(self) -> dict[str, Any]:
-        if self.variant == "continuous":
+        if self.variant != "discrete":
             net = self.continuous
-            return {"variant": "continuous", "energy": "Laplace free energy, learned precision per layer",
+            return {"variant": self.variant, "energy": "Laplace free energy, learned precision per layer",
                     "precisions": [round(p, 4) for p in net.pi] if self.cfg.learn_precision else "unit"}
         agent = self.agent
         return {"variant": "discrete", "states": agent.spec.states, "horizon": agent.horizon,
@@ -370,17 +378,17 @@ class ActiveInference:
     # -------------------------------------------------------------------- both
 
     def memory_buffers(self) -> dict[str, list[Tensor]]:
-        if self.variant == "continuous":
+        if self.variant != "discrete":
             return self.continuous.memory_buffers()
         return {"dirichlet_counts": [*self.agent.pA, self.agent.pB, self.agent.pD], "beliefs": [self.agent.qs]}
 
     def state_dict(self) -> dict[str, Any]:
-        if self.variant == "continuous":
+        if self.variant != "discrete":
             return self.continuous.state_dict()
         return {"pA": [a.clone() for a in self.agent.pA], "pB": self.agent.pB.clone(), "pD": self.agent.pD.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.variant == "continuous":
+        if self.variant != "discrete":
             self.continuous.load_state_dict(state)
             return
         self.agent.pA = [a.clone() for a in state["pA"]]

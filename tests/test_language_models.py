@@ -72,3 +72,63 @@ def test_learns_a_repeating_sequence() -> None:
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.3 * torch.log(torch.tensor(16.0)).item()
+
+
+# ------------------------------------------- active inference on a decoder (issue 20)
+
+def _free_energy_learner(output_energy: str = "ce", seed: int = 0, **options):
+    from harness.interface import SetupContext
+    from methods.active_inference import ActiveInference, ActiveInferenceConfig
+    from suites.tasks.synthetic_lm import SyntheticLMConfig, SyntheticLMTask
+
+    task = SyntheticLMTask(SyntheticLMConfig(decoder=DecoderConfig(dim=32, depth=2, heads=4, context=16), vocab_size=16,
+                                             seq_len=16, n_train=256))
+    generator = torch.Generator().manual_seed(seed)
+    model = task.build_model(generator)
+    config = ActiveInferenceConfig(output_energy=output_energy, inference_steps=5, inference_lr=0.03, **options)
+    method = ActiveInference()
+    method.setup(SetupContext(model, task, config, torch.device("cpu"), generator, lambda: 0.5, 100))
+    return task, model, method
+
+
+def test_active_inference_decoder_gradients_follow_backprop_from_local_errors() -> None:
+    """Relaxed, precision-weighted local errors give every layer (embedding + first block, second
+    block, head) a weight gradient along backprop's; each energy term reaches one layer only."""
+    task, model, method = _free_energy_learner()
+    net = method.continuous
+    assert len(net.layers) == 3 and net.units == [16 * 32, 16 * 32, 16 * 16]
+    batch = next(task.train_batches(32, torch.Generator().manual_seed(1)))
+    net._init_nodes(batch.inputs)
+    for t in range(net.cfg.inference_steps):
+        net._sweep(batch.inputs, batch.targets, infer=True, learn=False, first=t == 0)
+    model.zero_grad(set_to_none=True)
+    net._sweep(batch.inputs, batch.targets, infer=False, learn=True, first=False)
+    local = [torch.cat([p.grad.flatten() for p in layer.parameters()]) for layer in net.layers]
+    model.zero_grad(set_to_none=True)
+    task.loss(model(batch.inputs), batch).backward()
+    exact = [torch.cat([p.grad.flatten() for p in layer.parameters()]) for layer in net.layers]
+    cosines = [float(F.cosine_similarity(a, b, 0)) for a, b in zip(local, exact)]
+    assert min(cosines) > 0.9, cosines
+
+
+def test_active_inference_fine_tunes_a_decoder_and_learns_its_precisions() -> None:
+    task, model, method = _free_energy_learner(lr=3e-3)
+    uniform = float(torch.log(torch.tensor(16.0)))
+    before = task.evaluate(method.predict, "val", torch.device("cpu"))["loss"]
+    batches = task.train_batches(32, torch.Generator().manual_seed(1))
+    for _ in range(60):
+        stats = method.step(next(batches))
+    after = task.evaluate(method.predict, "val", torch.device("cpu"))["loss"]
+    assert stats.kind == "decoder_vfe" and stats.forward_equivalents > 3
+    assert after < min(before, uniform) - 0.5, (before, after)
+    precisions = method.describe()["precisions"]
+    assert precisions[-1] == 1.0 and all(p != 1.0 for p in precisions[:-1])  # hidden learned, categorical output not
+    state = method.state_dict()
+    _, _, fresh = _free_energy_learner(lr=3e-3, seed=1)
+    fresh.load_state_dict(state)
+    assert fresh.describe()["precisions"] == precisions
+
+
+def test_active_inference_on_text_refuses_a_gaussian_output_naming_the_fix() -> None:
+    with pytest.raises(ValueError, match="output_energy=ce"):
+        _free_energy_learner(output_energy="se")
