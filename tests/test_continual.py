@@ -227,3 +227,8 @@ def test_ewc_forgets_less_than_fine_tuning_on_permuted_digits(tiny_suite) -> Non
     assert ewc["flops"]["per_step"].keys() == {"update", "consolidate"}  # the rare step was probed and counted
     assert ewc["flops"]["total"] is not None
     assert ewc["memory"]["ledger"]["bytes"]["ewc_fisher_and_anchor"] > 0
+    # joint training has no experience boundary: no consolidation, so EWC is exactly fine-tuning there
+    joint = {cell.method.name: run_cell(cell) for cell in plan(resolve([*args, "tasks.mlp.regime=joint",
+                                                                         "budget.steps=10"]))}
+    assert "consolidate" not in joint["ewc"]["flops"]["steps_per_kind"]
+    assert joint["ewc"]["continual"]["matrix"] == joint["backprop"]["continual"]["matrix"]
