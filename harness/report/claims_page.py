@@ -177,6 +177,11 @@ def _budget(v: Mapping[str, Any]) -> dict[str, float]:
     return {}
 
 
+def _budget_text(budget: Mapping[str, Any]) -> str:
+    """`examples 22000` (budgets are counts: written in full, not as 2.2e+04)."""
+    return ", ".join(f"{k} {x:.12g}" if isinstance(x, (int, float)) else f"{k} {x}" for k, x in budget.items())
+
+
 @dataclass(frozen=True)
 class ClaimEvidence:
     """What a claim's curves figure draws: the verdict's own records, per side and seed."""
@@ -280,7 +285,7 @@ def _robustness_table(v: Mapping[str, Any]) -> list[Block]:
                                                      str(robust.get("reason") or MISSING)),))]
     if verdicts:
         budget = robust.get("budget") or {}
-        where = ", ".join(f"{k} {short(x)}" for k, x in budget.items())
+        where = _budget_text(budget)
         blocks.append(Table(tuple(f"{name} budget" for name in verdicts),
                             (tuple(Styled(str(x), str(x)) for x in verdicts.values()),)))
         blocks.append(Text(f"The claim decided again at x0.5 and x2 its budget ({where or 'the suite budget'} at x1), "
@@ -317,7 +322,7 @@ def claim_sections(v: Mapping[str, Any], notes: str | None, curves_block: Block,
     design = _provenance(v).get("design") if isinstance(_provenance(v).get("design"), Mapping) else {}
     measured = (f"Quantity `{v.get('quantity')}` ({v.get('quantity_description') or 'no description'}), expected "
                 f"{v.get('relation') or MISSING}; {short(len(_provenance(v).get('seeds') or []))} seeds; budget "
-                + (", ".join(f"{k} {short(x)}" for k, x in _budget(v).items()) or MISSING)
+                + (_budget_text(_budget(v)) or MISSING)
                 + (f"; profile {design.get('profile')}" if design.get("profile") else "") + ".")
     seeds = tuple((short(e.get("seed")), *(short(e.get(k)) for k in ("method", "baseline", "value", "low", "high")))
                   for e in v.get("per_seed") or [] if isinstance(e, Mapping))
