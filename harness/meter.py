@@ -12,8 +12,10 @@ Rules (what is measured, and how):
   clock. Evaluation is timed apart by the runner. Steps that carry a probe (below) are
   timed synchronously, kept out of the median step time, and their count and seconds
   are recorded, since probes slow a step.
-- Probes: the first `probe_steps` steps, and afterwards the next step whenever a step
-  of a kind never probed has been seen (`StepStats.kind`), run under
+- Probes: the first `probe_steps` steps, afterwards the next step whenever a step
+  of a kind never probed has been seen (`StepStats.kind`), and a step the caller
+  announced (`expect`) as of a kind never probed (a rare kind, e.g. a continual
+  method's once-per-experience consolidation, which the step after could not probe), run under
   `FlopCounterMode` and the saved-tensor ledger. They give FLOPs per step of each
   kind, the saved-activation peak, gradients and declared buffers (harness/ledger.py).
 - FLOPs: counted FLOPs of each step kind's probe, times the number of steps of that
@@ -121,6 +123,7 @@ class Meter:
         self.probe_overhead_seconds = 0.0  # a probe's own set-up and reading, outside its timed step
         self.kind_counts: Counter[str] = Counter()
         self.flops_per_kind: dict[str, int] = {}
+        self.expected: str | None = None  # the kind the caller announced for the next step
         self.ledger: dict[str, int] = {}
         self._hwm_reset = False
 
@@ -140,9 +143,15 @@ class Meter:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def expect(self, kind: str) -> None:
+        """The next step will be of `kind`: probe it if that kind never was (its FLOPs are then known)."""
+        self.expected = kind
+
     def _wants_probe(self) -> bool:
         steps = sum(self.kind_counts.values())
-        return steps < self.config.probe_steps or any(k not in self.flops_per_kind for k in self.kind_counts)
+        expected, self.expected = self.expected, None
+        return (steps < self.config.probe_steps or (expected is not None and expected not in self.flops_per_kind)
+                or any(k not in self.flops_per_kind for k in self.kind_counts))
 
     def step(self, run_step: Callable[[], StepStats]) -> tuple[StepStats, StepCost]:
         """Run one step under the clock (and a probe when one is due). With deferred timing

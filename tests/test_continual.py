@@ -1,4 +1,4 @@
-"""Continual learning: the metrics, the experiences, and fine-tuning forgetting where joint training does not."""
+"""Continual learning: the metrics, the experiences, fine-tuning forgetting where joint training does not, and EWC."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from harness.record import parse_record
 from harness.runner import run_cell
 from harness.report.summary import render, summarise
 from methods.backprop import Backprop
+from methods.ewc import EWC, EWCConfig
 from methods.replay import Replay, ReplayConfig
 from suites.tasks.continual import PermutedDigitsTask, SplitDigitsConfig, SplitDigitsTask
 
@@ -180,3 +181,54 @@ def joint_without_section(record: dict) -> dict:
     out = {k: v for k, v in record.items() if k != "continual"}
     return {**out, "final": {**record["final"], "val": {"accuracy": 0.5}, "test": {"accuracy": 0.5},
                              "metric": "accuracy"}}
+
+
+# -------------------------------------------------------------------------- EWC
+
+
+def test_ewc_penalty_starts_at_the_first_boundary_and_pulls_towards_the_anchor() -> None:
+    task = PermutedDigitsTask()
+    method = EWC()
+    method.setup(SetupContext(model=task.build_model(torch.Generator().manual_seed(0)), task=task,
+                              config=EWCConfig(ewc_lambda=10.0, fisher_samples=16), device=CPU,
+                              generator=torch.Generator().manual_seed(0), budget_fraction=lambda: 0.0))
+    batch = next(task.experiences[0].train_batches(32, torch.Generator().manual_seed(0)))
+    assert method.step(batch).kind == "update" and method._penalty() is None  # no penalty in experience 0
+    assert method.end_experience() == "consolidate"
+    assert method.step(batch).kind == "consolidate" and method.step(batch).kind == "update"
+    fisher, anchor = method.fisher, method.anchor
+    assert fisher is not None and anchor is not None and all((f >= 0).all() for f in fisher.values())
+    assert sum(float(f.sum()) for f in fisher.values()) > 0
+    # the penalty is lambda/2 sum F (w - w*)^2, so its gradient is lambda F (w - w*)
+    method.model.zero_grad()
+    method._penalty().backward()
+    for name, p in method.params.items():
+        assert torch.allclose(p.grad, 10.0 * fisher[name] * (p.detach() - anchor[name]), atol=1e-6)
+    with pytest.raises(ValueError, match="ewc_lambda"):
+        EWCConfig(ewc_lambda=-1.0)
+
+
+def test_ewc_forgets_less_than_fine_tuning_on_permuted_digits(tiny_suite) -> None:
+    """Domain-incremental permuted digits, 40 steps per experience: the case EWC was made for.
+
+    Seeds 0-2 gave forgetting 0.33-0.37 (fine-tuning) and 0.02-0.06 (EWC, lambda 1000), with
+    the same average accuracy (0.59-0.62 both): EWC keeps the old permutations without
+    giving up the new ones."""
+    args = [f"suite={tiny_suite(steps=40, eval_every=40)}", "tasks.mlp.task=permuted_digits",
+            "tasks.mlp.mlp.hidden=[256,256]", "method=[backprop,ewc]", "method.lr=0.001",
+            "method.schedule=constant", "method.warmup=0.0", "method.ewc.ewc_lambda=1000",
+            "method.ewc.fisher_samples=64"]
+    records = {cell.method.name: run_cell(cell) for cell in plan(resolve(args))}
+    for record in records.values():
+        assert record["status"] == "completed", record.get("traceback") or record.get("error")
+    fine_tuning, ewc = records["backprop"], records["ewc"]
+    assert ewc["continual"]["forgetting"] < fine_tuning["continual"]["forgetting"] - 0.15
+    assert ewc["final"]["test"]["average_accuracy"] > 0.45  # it still learns every permutation
+    assert ewc["flops"]["per_step"].keys() == {"update", "consolidate"}  # the rare step was probed and counted
+    assert ewc["flops"]["total"] is not None
+    assert ewc["memory"]["ledger"]["bytes"]["ewc_fisher_and_anchor"] > 0
+    # joint training has no experience boundary: no consolidation, so EWC is exactly fine-tuning there
+    joint = {cell.method.name: run_cell(cell) for cell in plan(resolve([*args, "tasks.mlp.regime=joint",
+                                                                         "budget.steps=10"]))}
+    assert "consolidate" not in joint["ewc"]["flops"]["steps_per_kind"]
+    assert joint["ewc"]["continual"]["matrix"] == joint["backprop"]["continual"]["matrix"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
+import io
 import json
 import re
 import shutil
@@ -355,3 +356,129 @@ def test_eight_variants_keep_legible_figures(results: Path, tmp_path: Path) -> N
             for ax in panels:
                 assert not legend.get_window_extent().overlaps(ax.get_window_extent()), (
                     f"{figure.get_suptitle()!r}: the legend covers a panel")
+
+
+# --------------------------------------------------------------------------- one page per claim
+
+CLAIM_NOTES = "Faster means fewer steps to 0.5 validation accuracy; the tiny suite stands in for the real one."
+REFERENCE = "reference_method"
+
+
+@pytest.fixture(scope="module")
+def claim_results(results: Path, tmp_path_factory) -> Path:
+    """The report's results plus a verdict in claims.py's schema whose provenance lists real records
+    (backprop_replay vs backprop on mlp, seeds 0-1), its claim file, and a third method's records on
+    the same task and budget (a reference)."""
+    root = tmp_path_factory.mktemp("claim-results") / "results"
+    shutil.copytree(results, root)
+    store = Store(root)
+    records = [r.to_dict() for r in store.records(SUITE) if r.completed and r.task_label == "mlp"]
+    claim_file = root.parent / "tiny-claim.yaml"
+    claim_file.write_text(f"id: tiny-claim\nnotes: {json.dumps(CLAIM_NOTES)}\n")
+    cells = [{"role": "method" if r["method"] == "backprop_replay" else "baseline", "seed": r["seed"], "suite": SUITE,
+              "run_id": r["run_id"], "method": r["method"], "status": "completed"} for r in records]
+    for r in records:
+        if r["method"] == "backprop":  # the same cells under another method name: a reference
+            ref = copy.deepcopy(r)
+            ref["method"], ref["run_id"] = REFERENCE, "e" + r["run_id"][1:]
+            store.write(SUITE, ref["run_id"], ref)
+    verdict = {
+        "claim": "tiny-claim", "statement": "Replay-style backprop reaches 0.5 accuracy in fewer steps.",
+        "source": "a test fixture", "verdict": "inconclusive", "quantity": "steps_to_target_ratio",
+        "quantity_description": "baseline steps / method steps to the target", "relation": ">= 1",
+        "estimate": 1.2, "interval": [0.7, 2.1], "confidence": 0.95, "interval_method": "log-t",
+        "method": {"name": "backprop_replay", "config": {}}, "suite": SUITE, "task": "mlp",
+        "baseline_used": {"name": "backprop", "config": {}}, "seeds_to_decide": 9,
+        "reason": "the interval straddles 1; the baseline never reached the target in seeds [1]",
+        "per_seed": [{"seed": 0, "method": 20, "baseline": 24, "value": 1.2, "low": 1.0, "high": 1.4}],
+        "tuning": {"trials_per_side": 0, "seed": 10000, "reason": None},
+        "robustness": {"label": "fragile", "reason": "refuted at x0.5 budget",
+                       "verdicts": {"x1": "inconclusive", "x0.5": "refuted", "x2": "inconclusive"},
+                       "budget": {"steps": 40}},
+        "verified_at": "2026-11-30T05:00:00+00:00",
+        "provenance": {"claim_file": str(claim_file), "cells": cells, "seeds": [0, 1], "harness_commit": "abc123",
+                       "design": {"target": 0.5, "profile": None}, "method": {"budget": {"steps": 40.0}}},
+    }
+    (root / "claims" / "tiny-claim.json").write_text(json.dumps(verdict))
+    return root
+
+
+@pytest.fixture(scope="module")
+def claims_report(claim_results: Path, tmp_path_factory) -> Path:
+    return build_report(claim_results, "claims", tmp_path_factory.mktemp("claims-report"))
+
+
+def test_each_claim_gets_a_page_linked_from_the_index(claims_report: Path) -> None:
+    index = claims_report.read_text()
+    pages = sorted(p.name for p in claims_report.parent.glob("claim-*.html"))
+    assert pages == ["claim-ff-memory.html", "claim-lm-epochs.html", "claim-local-learning-vit-speed.html",
+                     "claim-tiny-claim.html"]  # the unreadable verdict gets a row, not a page
+    for page in pages:
+        assert f'href="{page}"' in index
+        assert f"({page.removesuffix('.html')}.md)" in (claims_report.parent / "report.md").read_text()
+
+
+def _data_pngs(page: str) -> list[bytes]:
+    return [base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+
+
+def test_a_claim_page_shows_operationalisation_verdict_robustness_caveats_curves_and_references(
+        claims_report: Path, claim_results: Path) -> None:
+    from PIL import Image
+
+    page = (claims_report.parent / "claim-tiny-claim.html").read_text()
+    for text in ("Replay-style backprop reaches 0.5 accuracy", CLAIM_NOTES, "steps_to_target_ratio",
+                 'class="verdict verdict-inconclusive">inconclusive', "[0.7, 2.1] (95%, log-t)",
+                 'class="verdict verdict-fragile">fragile', "x0.5 budget", 'verdict-refuted">refuted',
+                 "Neither side was tuned", "never reached the target in seeds [1]", "About 9 seeds would decide it",
+                 "method: backprop_replay", "baseline: backprop", REFERENCE, "reference (not in the verdict)"):
+        assert text in page, text
+    (png,) = _data_pngs(page)  # the curves figure, and it decodes
+    assert Image.open(io.BytesIO(png)).size[0] > 300
+    external = re.findall(r"""(?:src|href)\s*=\s*["']?(?!data:|#)([^"'\s>]+)""", page, flags=re.I)
+    assert external == []
+    # the figure draws exactly the verdict's records: 2 sides x 2 seeds, 2 means, the target line
+    from harness.report.claims_page import claim_evidence
+    from harness.report.figures import claim_curves, method_colours
+
+    verdict = json.loads((claim_results / "claims" / "tiny-claim.json").read_text())
+    evidence = claim_evidence(verdict, Store(claim_results, read_only=True).read_curves())
+    assert set(evidence.points["run_id"]) == {c["run_id"] for c in verdict["provenance"]["cells"]}
+    assert evidence.x == "steps" and evidence.target == 0.5
+    figure = claim_curves(evidence.points, evidence.x, evidence.xlabel, evidence.panels,
+                          method_colours(list(evidence.points["side"])), evidence.title, evidence.target)
+    (ax,) = figure.axes
+    assert len(ax.lines) == 7 and ax.get_xlabel() == "training steps (updates)"
+    # a verdict without provenance still gets a page, saying why it has no curves
+    old = (claims_report.parent / "claim-ff-memory.html").read_text()
+    assert "lists no records" in old and "Robustness was not checked" in old
+
+
+def test_headless_chromium_draws_every_claim_page(claims_report: Path, tmp_path: Path) -> None:
+    """Each claim page as a browser draws it: the verdict text is in the rendered DOM, every inlined
+    image decodes, and the page with curves shows the figure's side colours on screen."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium binary on PATH (apt-get install -y chromium)")
+    from PIL import Image
+
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    for page in sorted(claims_report.parent.glob("claim-*.html")):
+        html = page.read_text()
+        verdict = re.search(r'class="verdict verdict-[a-z-]+">([a-z ]+)<', html).group(1)
+        dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], check=True, capture_output=True, text=True,
+                             timeout=60).stdout
+        assert f">{verdict}<" in dom and "Caveats" in dom, page.name
+        for png in _data_pngs(html):
+            Image.open(io.BytesIO(png)).verify()  # a broken image raises here
+        if not _data_pngs(html):
+            continue
+        shot = tmp_path / f"{page.stem}.png"
+        subprocess.run([*flags, "--window-size=1280,3000", f"--screenshot={shot}", page.as_uri()],
+                       check=True, capture_output=True, timeout=60)
+        pixels = np.asarray(Image.open(shot).convert("RGB")).astype(np.int16)
+        for name, rgb in (("blue", (31, 119, 180)), ("orange", (255, 127, 14))):
+            near = (np.abs(pixels - np.array(rgb)).sum(axis=2) < 40).sum()
+            assert near > 200, f"{page.name}: the figure's {name} side colour covers only {near} pixels"

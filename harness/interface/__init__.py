@@ -18,7 +18,7 @@ Shapes, in one place:
 The whole contract is here, optional parts included: every hook a task or a method may
 offer is a small Protocol below (`ShiftableTask`, `FetchableTask`, `MemoryOnlyTask`,
 `ContinualTask`, `ControlTask`, `LMEvaluableTask`, `FineTuningConfig`; `Describable`,
-`MemoryVariants` for methods), and the harness looks for nothing else. `loop_for(task)`
+`MemoryVariants`, `ExperienceAware` for methods), and the harness looks for nothing else. `loop_for(task)`
 is the one place that decides which loop a task runs in. Task kinds are `TaskKind`.
 
 Where each part lives (import everything from `harness.interface`):
@@ -57,6 +57,7 @@ from harness.interface.hooks import (
     ContinualTask,
     Describable,
     Experience,
+    ExperienceAware,
     FetchableTask,
     FineTuningConfig,
     LMEvaluableTask,
@@ -78,6 +79,7 @@ __all__ = [
     'Describable',
     'DiscreteModelSpec',
     'Experience',
+    'ExperienceAware',
     'FetchableTask',
     'FineTuningConfig',
     'LMEvaluableTask',

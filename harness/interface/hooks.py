@@ -41,6 +41,22 @@ class ContinualTask(Task, Protocol):
     regime: str
 
 
+@runtime_checkable
+class ExperienceAware(Protocol):
+    """A method told where one experience of a continual task ends (EWC's consolidation).
+
+    harness/loops/continual.py calls `end_experience()` after the last step of each
+    experience of a sequential run (never in the joint regime, whose phase ends are only
+    measurement points). A method that needs no boundary (fine-tuning, replay) does not
+    implement it; one that does should do its work lazily in its next `step`, so the meter
+    times it and its cost is counted, and return that step's `StepStats.kind` (None if the
+    next step is an ordinary one): the meter probes a kind it never probed when told ahead,
+    so a once-per-experience step gets its FLOPs counted.
+    """
+
+    def end_experience(self) -> str | None: ...
+
+
 
 @runtime_checkable
 class ShiftableTask(Protocol):

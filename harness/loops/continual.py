@@ -7,7 +7,9 @@ The protocol (Lopez-Paz & Ranzato, 2017; Chaudhry et al., 2018), the same for ev
   where the budgeted counter reaches (i + 1) x budget, so the whole run spends T x budget
   and overshoots by less than one step in all. `budget_fraction` (which drives the
   methods' schedules) runs over those T x budget: the method sees one stream, and no
-  schedule restart announces a boundary.
+  schedule restart announces a boundary. A method that declares `ExperienceAware`
+  (harness/interface, e.g. EWC) is told `end_experience()` after each experience of a
+  sequential run; it is the only boundary signal, and joint runs never send it.
 - regime=joint (the upper bound): the same T phases of one budget each, every phase
   drawing from the union of all experiences; its matrix is read at the same points.
 - Before training, and after each phase, the test and validation splits of every
@@ -29,7 +31,7 @@ import torch
 
 from harness import budget as budgets
 from harness.continual_metrics import continual_metrics
-from harness.interface import ContinualTask
+from harness.interface import ContinualTask, ExperienceAware
 from harness.meter import Meter
 from harness.plan import Cell
 from harness.loops.common import ProgressCallback, TrainLoop, start_cell
@@ -64,6 +66,9 @@ def train_continual(cell: Cell, task: ContinualTask, method_cls: type,
             if diverged is not None:
                 break
             phase_steps.append(counters.steps)
+            if union is None and isinstance(method, ExperienceAware):
+                if (kind := method.end_experience()) is not None:
+                    meter.expect(kind)  # a once-per-experience step: probed the first time, FLOPs counted
             for split in SPLITS:
                 matrix[split].append(loop.timed(_accuracies, task, method, split, device))
 

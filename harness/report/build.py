@@ -7,6 +7,8 @@ any time from the records alone. It is written to reports/<target>/:
     index.html   self-contained: inline CSS, figures inlined as base64 PNG, nothing fetched
     report.md    the same content, linking the PNG files
     fig-*.png    the figures (harness/report/figures.py)
+    claim-<id>.html, claim-<id>.md   `bench report claims` only: one page per claim verdict,
+                 self-contained like index.html (harness/report/claims_page.py)
 
 Honesty rules, the same as the terminal table's (whose numbers this reuses through
 `harness.report.summary.summarise`, so the two never disagree): every seed's value is listed next
@@ -25,20 +27,23 @@ from __future__ import annotations
 import argparse
 import io
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from harness.report.claims_page import CLAIMS_TARGET, claims_section
-from harness.report.document import Block, Image, Section, Table, Text, render_html, render_markdown, slug
+from harness.claim_files import CLAIMS_DIR
+from harness.report.claims_page import (CLAIM_PAGE_PREFIX, CLAIMS_TARGET, claim_evidence, claim_notes, claim_page_name,
+                                        claim_sections, claims_section, load_verdicts, sides_table)
+from harness.report.document import Block, Image, Links, Section, Table, Text, render_html, render_markdown, slug
 from harness.report.format import MISSING, count, missing, num, plain
 from harness.report.suite_data import ReportError, SuiteData, read_suite_data
 from harness.report.summary import MIB, Row
-from harness.store import RECORD_NAME, StoreError
+from harness.store import RECORD_NAME, Store, StoreError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -340,23 +345,68 @@ def suite_sections(data: SuiteData, figures: SuiteFigures) -> list[Section]:
 # --------------------------------------------------------------------------- building
 
 
-def write_report(out_dir: Path, title: str, intro: str, sections: list[Section]) -> Path:
-    """Write the figures, report.md and index.html into `out_dir`; return index.html's path.
+def write_report(out_dir: Path, title: str, intro: str, sections: list[Section],
+                 pages: Sequence[Page] = ()) -> Path:
+    """Write the figures, report.md and index.html into `out_dir`, and each of `pages` as
+    STEM.html and STEM.md beside them; return index.html's path.
 
-    Figures of an earlier report (fig-*.png) are removed first, so a task that is gone
-    from the results does not leave a stale figure behind.
+    Figures and pages of an earlier report (fig-*.png, claim-*.html/.md) are removed first, so a
+    task or claim that is gone from the results does not leave a stale file behind.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob(f"{FIGURE_PREFIX}*.png"):
-        stale.unlink()
-    for section in sections:
-        for block in section.blocks:
-            if isinstance(block, Image):
-                (out_dir / block.file).write_bytes(block.png)
-    (out_dir / "report.md").write_text(render_markdown(title, intro, sections), encoding="utf-8")
-    index = out_dir / "index.html"
-    index.write_text(render_html(title, intro, sections), encoding="utf-8")
-    return index
+    for pattern in (f"{FIGURE_PREFIX}*.png", f"{CLAIM_PAGE_PREFIX}*.html", f"{CLAIM_PAGE_PREFIX}*.md"):
+        for stale in out_dir.glob(pattern):
+            stale.unlink()
+    for page in (Page("report", title, intro, tuple(sections)), *pages):
+        for section in page.sections:
+            for block in section.blocks:
+                if isinstance(block, Image):
+                    (out_dir / block.file).write_bytes(block.png)
+        (out_dir / f"{page.stem}.md").write_text(render_markdown(page.title, page.intro, page.sections),
+                                                 encoding="utf-8")
+        html_name = "index.html" if page.stem == "report" else f"{page.stem}.html"
+        (out_dir / html_name).write_text(render_html(page.title, page.intro, page.sections), encoding="utf-8")
+    return out_dir / "index.html"
+
+
+@dataclass(frozen=True)
+class Page:
+    """One more page of a report, written as STEM.html and STEM.md (the main one is index.html, report.md)."""
+
+    stem: str
+    title: str
+    intro: str
+    sections: tuple[Section, ...]
+
+
+def claim_pages(results_dir: Path, verdicts: list[dict[str, Any]], generated: str) -> list[Page]:
+    """One page per readable verdict: its sections (harness/report/claims_page.py) and its curves figure."""
+    store = Store(results_dir, read_only=True)
+    has_records = any(results_dir.glob(f"*/*/{RECORD_NAME}"))
+    index = store.read_index() if has_records else pd.DataFrame()
+    curves = store.read_curves() if has_records else pd.DataFrame()
+    pages = []
+    for verdict in verdicts:
+        if verdict.get("verdict") == "unreadable":
+            continue
+        stem = claim_page_name(verdict["claim"])
+        evidence = claim_evidence(verdict, curves)
+        if isinstance(evidence, str):
+            block: Block = Text(evidence)
+        else:
+            figures = _figures_module()
+            colours = figures.method_colours(list(evidence.points["side"].unique()))
+            figure = figures.claim_curves(evidence.points, evidence.x, evidence.xlabel, evidence.panels, colours,
+                                          evidence.title, evidence.target)
+            block = _image(f"{stem}-curves", figure, f"{verdict['claim']}: " + ", ".join(evidence.panels.values())
+                           + f" against {evidence.xlabel}, one thin line per seed and the mean thick, per side"
+                           + (f"; dotted: the claim's target {evidence.target:g}" if evidence.target is not None
+                              else "") + ".")
+        sections = claim_sections(verdict, claim_notes(verdict, CLAIMS_DIR), block, sides_table(verdict, index))
+        intro = (f"Generated {generated} from the verdict file `{results_dir / 'claims' / (verdict['claim'] + '.json')}`"
+                 f" and the records it lists; rebuild with `bench report {CLAIMS_TARGET}`. All claims: `index.html`.")
+        pages.append(Page(stem, f"claim: {verdict['claim']}", intro, tuple(sections)))
+    return pages
 
 
 def build_report(results_dir: Path, target: str, reports_dir: Path = Path("reports")) -> Path:
@@ -367,14 +417,23 @@ def build_report(results_dir: Path, target: str, reports_dir: Path = Path("repor
     """
     results_dir = Path(results_dir)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    pages: list[Page] = []
     if target == CLAIMS_TARGET:
+        verdicts = load_verdicts(results_dir)
+        pages = claim_pages(results_dir, verdicts, generated)
         sections = [claims_section(results_dir)]
+        if pages:
+            sections.append(Section("Claim pages", (
+                Text("Each claim's page: the statement, how it is operationalised and why, the verdict with its "
+                     "interval and seeds, the robustness label, the caveats, the curves behind it and the "
+                     "references."),
+                Links(tuple((page.title.removeprefix("claim: "), page.stem) for page in pages)))))
     else:
         data = read_suite_data(results_dir, target)
         sections = [*suite_sections(data, suite_figures(data)), claims_section(results_dir, target)]
     intro = (f"Generated {generated} from the results table in `{results_dir}`, never from a run's memory; "
              f"rebuild with `bench report {target}`.")
-    return write_report(Path(reports_dir) / target, f"paradigm-bench report: {target}", intro, sections)
+    return write_report(Path(reports_dir) / target, f"paradigm-bench report: {target}", intro, sections, pages)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

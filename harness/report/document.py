@@ -1,4 +1,4 @@
-"""A tiny document model (sections of text, tables and images) rendered two ways.
+"""A tiny document model (sections of text, tables, images and links) rendered two ways.
 
 `bench report` builds one `Section` list and renders it to self-contained HTML (inline
 CSS, images as base64 data URIs, nothing fetched) and to Markdown (images linked as
@@ -46,7 +46,15 @@ class Image:
     caption: str
 
 
-Block = Text | Table | Image
+@dataclass(frozen=True)
+class Links:
+    """Links to pages written beside this one (the claims index to each claim's page): each page
+    is written as STEM.html and STEM.md, and each format links to its own kind."""
+
+    items: tuple[tuple[str, str], ...]  # (text, page stem)
+
+
+Block = Text | Table | Image | Links
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,8 @@ figcaption { font-size: 12.5px; color: #555; margin-top: 4px; }
 .verdict-supported { background: #2e7d32; } .verdict-refuted { background: #c62828; }
 .verdict-inconclusive { background: #b8860b; } .verdict-not-comparable { background: #6d6d6d; }
 .verdict-unreadable { background: #6a1b9a; }
+.verdict-robust { background: #00796b; } .verdict-fragile { background: #ad1457; }
+.verdict-unchecked { background: #6d6d6d; }
 """
 
 
@@ -107,6 +117,9 @@ def _html_block(block: Block) -> str:
         head = "".join(_html_cell(c, "th") for c in block.columns)
         body = "\n".join("<tr>" + "".join(_html_cell(c, "td") for c in row) + "</tr>" for row in block.rows)
         return f'<div class="scroll"><table><thead><tr>{head}</tr></thead>\n<tbody>{body}</tbody></table></div>'
+    if isinstance(block, Links):
+        items = "".join(f'<li><a href="{html.escape(stem)}.html">{html.escape(text)}</a></li>' for text, stem in block.items)
+        return f"<ul>{items}</ul>"
     data = base64.b64encode(block.png).decode("ascii")
     caption = html.escape(block.caption)
     return (f'<figure><img alt="{caption}" src="data:image/png;base64,{data}">'
@@ -144,6 +157,8 @@ def _md_block(block: Block) -> str:
                  "|" + "---|" * len(block.columns)]
         lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in block.rows]
         return "\n".join(lines)
+    if isinstance(block, Links):
+        return "\n".join(f"- [{text}]({stem}.md)" for text, stem in block.items)
     return f"![{block.caption}]({block.file})\n\n*{block.caption}*"
 
 

@@ -1,4 +1,4 @@
-"""The report's figures: learning curves, accuracy against cost, the memory-ledger breakdown.
+"""The report's figures: learning curves, accuracy against cost, the memory ledger, a claim's curves.
 
 Each function takes plain tables (pandas) already read from the results store and returns a
 matplotlib `Figure`; `harness/report/build.py` decides where the PNGs go. Figures are built with
@@ -116,19 +116,20 @@ def learning_curves(curves: pd.DataFrame, task: str, metric: str | None,
     return fig
 
 
-def _draw_runs(ax: Axes, runs: pd.DataFrame, column: str, method: str, colour: tuple[float, ...]) -> None:
-    """One thin line per seed, then the across-seed mean (when there are several seeds)."""
+def _draw_runs(ax: Axes, runs: pd.DataFrame, column: str, method: str, colour: tuple[float, ...],
+               y: str = "val_metric") -> None:
+    """One thin line per seed of `y` against `column`, then the across-seed mean (when there are several)."""
     seeds = runs.groupby("run_id", sort=False)
     several = seeds.ngroups > 1
     for i, (_, run) in enumerate(seeds):
         run = run.sort_values("steps")
         label = method if i == 0 and not several else None
-        ax.plot(run[column], run["val_metric"], color=colour, lw=0.9, alpha=0.55, label=label)
+        ax.plot(run[column], run[y], color=colour, lw=0.9, alpha=0.55, label=label)
     if several:
         by_step = runs.groupby("steps")
         complete = by_step["run_id"].nunique() == seeds.ngroups
-        mean = by_step[[column, "val_metric"]].mean()[complete]
-        ax.plot(mean[column], mean["val_metric"], color=colour, lw=2.4, label=f"{method} ({seeds.ngroups} seeds)")
+        mean = by_step[[column, y]].mean()[complete]
+        ax.plot(mean[column], mean[y], color=colour, lw=2.4, label=f"{method} ({seeds.ngroups} seeds)")
 
 
 # --------------------------------------------------------------------------- accuracy vs cost
@@ -216,4 +217,35 @@ def ledger_breakdown(ledger: pd.DataFrame) -> Figure:
     else:
         axes[-1].legend(fontsize="small", title="ledger category", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle("memory ledger by category (exact bytes, machine-independent)")
+    return fig
+
+
+# --------------------------------------------------------------------------- a claim's curves
+
+
+def claim_curves(points: pd.DataFrame, x: str, xlabel: str, panels: Mapping[str, str],
+                 colours: Mapping[str, tuple[float, ...]], title: str, target: float | None = None) -> Figure:
+    """The records behind one claim's verdict: each `panels` column (its label the value) against `x`.
+
+    `points` holds curve rows with a `side` column (e.g. `method: active_inference`) and a
+    `run_id` per seed; every seed is a thin line, and where a side has several, their mean
+    at the evaluation steps every seed reached is drawn thick. `target` (the claim's
+    validation target) is a dotted line on the first panel.
+    """
+    columns = min(len(panels), 3)
+    fig, axes = _figure(max(5.0, 3.6 * columns), 3.0 * -(-len(panels) // columns) + 0.4, len(panels), columns)
+    for ax, (column, ylabel) in zip(axes, panels.items()):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        usable = points.dropna(subset=[x, column]) if column in points and x in points else points.iloc[0:0]
+        if usable.empty:
+            _no_data(ax, column)
+            continue
+        for side, runs in usable.groupby("side", sort=True):
+            _draw_runs(ax, runs, x, side, colours[side], y=column)
+    if target is not None and axes:
+        axes[0].axhline(target, color="black", ls=":", lw=1.4, label=f"target {target:g}")
+    _legend_outside(fig, _entries(axes), "thin: each seed; thick: mean")
+    fig.suptitle(textwrap.fill(title, 60), fontsize="medium", x=0.02, ha="left")
     return fig
