@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("harness.cli_claims",),
     ("harness.cli_common",),
     ("harness.launch", "harness.claims", "harness.claim_files", "harness.tuning", "harness.calibrate", "harness.sweep",
-     "harness.report", "harness.export", "harness.api"),
+     "harness.report", "harness.export", "harness.api", "harness.block_parallel"),
     ("harness.local_pool",),
     ("harness.execute",),
     ("harness.quantities", "harness.stats"),
