@@ -262,10 +262,10 @@ def _steady(model: torch.nn.Module, method: Any, before: dict[str, int]) -> bool
     return all(p.grad is None for p in model.parameters()) and _declared(method) == before
 
 
-def _setup(cell: Cell, task: Any, method_cls: type, config: Any, device: torch.device, steps: int,
+def _setup(seed: int, batch_size: int, task: Any, method_cls: type, config: Any, device: torch.device, steps: int,
            counters: budgets.Counters) -> tuple[Any, torch.nn.Module, Batch]:
-    seed_everything(cell.seed)
-    init_gen, data_gen, method_gen = cell_generators(cell.seed)
+    seed_everything(seed)
+    init_gen, data_gen, method_gen = cell_generators(seed)
     if device.type == "meta":
         with torch.device("meta"), MetaStep(track=False):
             model = task.build_model(init_gen)
@@ -276,17 +276,19 @@ def _setup(cell: Cell, task: Any, method_cls: type, config: Any, device: torch.d
     method.setup(SetupContext(model=model, task=task, config=config, device=device, generator=method_gen,
                               budget_fraction=lambda: budgets.spent_fraction(budget, counters),
                               planned_steps=steps))
-    batch = next(task.train_batches(cell.batch_size, data_gen)).to(device)
+    batch = next(task.train_batches(batch_size, data_gen)).to(device)
     return method, model, batch
 
 
-def measure(cell: Cell, task: Any, method_cls: type, config: Any, device: torch.device, steps: int) -> dict[str, Any]:
-    """Ledger, FLOPs and peak of `steps` steps of `method_cls(config)` on `device` (meta or cuda)."""
+def measure(seed: int, batch_size: int, task: Any, method_cls: type, config: Any, device: torch.device,
+            steps: int) -> dict[str, Any]:
+    """Ledger, FLOPs and peak of `steps` steps of `method_cls(config)` on `device` (meta or cuda),
+    on batches of `batch_size` from the task; harness/memory_sweep.py calls it outside a cell."""
     # Tensors of an earlier measurement held only by reference cycles would otherwise die, or not,
     # whenever the collector runs, and the simulated peak moved with it (seen: 1.97 vs 1.82 MB).
     gc.collect()
     counters = budgets.Counters()
-    method, model, batch = _setup(cell, task, method_cls, config, device, steps, counters)
+    method, model, batch = _setup(seed, batch_size, task, method_cls, config, device, steps, counters)
     meta = device.type == "meta"
     tracker = MetaStep() if meta else None
     start = time.perf_counter()
@@ -358,7 +360,7 @@ def _label(method: str, overrides: dict[str, Any]) -> str:
 def _real(cell: Cell, task: Any, method_cls: type, config: Any, steps: int) -> dict[str, Any]:
     device = torch.device(cell.device)
     try:
-        return measure(cell, task, method_cls, config, device, steps)
+        return measure(cell.seed, cell.batch_size, task, method_cls, config, device, steps)
     except torch.cuda.OutOfMemoryError as exc:
         return {"error": f"CUDA out of memory: {str(exc).splitlines()[0]}"}
     finally:
@@ -382,7 +384,8 @@ def run_memory_cell(cell: Cell, task: MemoryOnlyTask, method_cls: type) -> dict[
                                                                         **extra}, f"variants.{cell.method.name}")))
     rows, main = [], None
     for overrides, config in configs:
-        meta = measure(cell, task, method_cls, config, torch.device("meta"), min(steps, META_STEPS))
+        meta = measure(cell.seed, cell.batch_size, task, method_cls, config, torch.device("meta"),
+                       min(steps, META_STEPS))
         real = _real(cell, task, method_cls, config, steps) if cell.device == "cuda" else None
         rows.append(_row(_label(cell.method.name, overrides), cell.method.name, overrides, meta, real))
         if main is None:
