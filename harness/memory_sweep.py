@@ -20,12 +20,13 @@ is read for one batch (meta tensors hold no values, but the batch's shape comes 
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from harness.loops.memory_only import META_STEPS, measure
+from harness.loops.memory_only import GPU_BYTES, META_STEPS, measure
 from harness.registry import get_method, get_task
 from harness.typed_config import build_dataclass
 
@@ -106,6 +107,17 @@ def table(cfg: SweepConfig, peaks: dict[int, dict[str, int]]) -> str:
     return "\n".join(lines)
 
 
+def gpus_table(cfg: SweepConfig, peaks: dict[int, dict[str, int]]) -> str:
+    """Peak GB (1e9 bytes) per method and depth, and how many 80 GB GPUs hold it (the peak over
+    80e9, rounded up: a lower bound, as if the step's memory split perfectly across them)."""
+    lines = ["| depth | parameters | method | peak GB | 80 GB GPUs |", "|---|---|---|---|---|"]
+    for depth in sorted(peaks):
+        params = depth * (4 + 2 * cfg.mlp_ratio) * cfg.dim ** 2  # qkv + proj + MLP weights per block
+        for label, peak in peaks[depth].items():
+            lines.append(f"| {depth} | {params / 1e9:.1f}B | {label} | {peak / 1e9:,.0f} | {math.ceil(peak / GPU_BYTES)} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m harness.memory_sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="fashion_mnist")
@@ -113,11 +125,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--mlp-ratio", type=float, default=2.0)
     parser.add_argument("--depths", type=int, nargs="+", default=[4, 8, 16, 32])
+    parser.add_argument("--gpus", action="store_true", help="also print peak GB and 80 GB GPUs per method")
     args = parser.parse_args(argv)
     cfg = SweepConfig(task=args.task, patch_size=args.patch_size, dim=args.dim, heads=args.heads,
-                      batch_size=args.batch_size, depths=tuple(args.depths))
-    print(table(cfg, sweep(cfg)))
+                      mlp_ratio=args.mlp_ratio, batch_size=args.batch_size, depths=tuple(args.depths))
+    peaks = sweep(cfg)
+    print(table(cfg, peaks))
+    if args.gpus:
+        print()
+        print(gpus_table(cfg, peaks))
 
 
 if __name__ == "__main__":
