@@ -30,6 +30,9 @@ tokens (ViT), the shape of the model's head. They and their optimizer state are 
 the memory ledger (`memory_buffers`).
 
 Prediction: the model's forward pass (stem, blocks, head); the auxiliary heads are not used.
+`stage_step(first, last, ...)` updates a range of blocks (`step` is the whole range), so
+harness/block_parallel.py can run one range per process, sending activations forward only
+(next_weight must be 0 there: it regresses the next block's output, a message backwards).
 
 Deviations (every one, with the reason):
 - Blocks are trained simultaneously on each batch, each on its predecessor's current output
