@@ -1,7 +1,7 @@
 """Memory as a user pays it: the simulated peak of one training step against ViT depth.
 
 For each depth (fixed width) and each method (forward_only, local_learning, and backprop plain,
-bf16 autocast, activation-checkpointed and both), harness/loops/memory_only.measure runs two
+bf16 autocast, activation-checkpointed and both), harness/loops/memory_only.measure_steps runs two
 training steps of the method's own code on the meta device and reports
 `meta_simulated_peak_bytes`: every storage an op creates, counted from its creation until its
 last tensor dies (the meta analogue of `torch.cuda.max_memory_allocated`). It counts what the
@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from harness.loops.memory_only import GPU_BYTES, META_STEPS, measure
+from harness.loops.memory_only import GPU_BYTES, META_STEPS, measure_steps
 from harness.registry import get_method, get_task
 from harness.typed_config import build_dataclass
 
@@ -63,7 +63,7 @@ def peak_bytes(cfg: SweepConfig, depth: int, method: str, overrides: dict[str, A
         "mlp_ratio": cfg.mlp_ratio}}, f"task {cfg.task}"))
     method_cls = get_method(method)
     config = build_dataclass(method_cls.Config, overrides, f"method {method}")
-    report = measure(cfg.seed, cfg.batch_size, task, method_cls, config, torch.device("meta"), META_STEPS)
+    report = measure_steps(cfg.seed, cfg.batch_size, task, method_cls, config, torch.device("meta"), META_STEPS)
     return int(report["measured"]["meta_simulated_peak_bytes"])
 
 

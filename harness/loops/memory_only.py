@@ -280,10 +280,15 @@ def _setup(seed: int, batch_size: int, task: Any, method_cls: type, config: Any,
     return method, model, batch
 
 
-def measure(seed: int, batch_size: int, task: Any, method_cls: type, config: Any, device: torch.device,
-            steps: int) -> dict[str, Any]:
-    """Ledger, FLOPs and peak of `steps` steps of `method_cls(config)` on `device` (meta or cuda),
-    on batches of `batch_size` from the task; harness/memory_sweep.py calls it outside a cell."""
+def measure(cell: Cell, task: Any, method_cls: type, config: Any, device: torch.device, steps: int) -> dict[str, Any]:
+    """Ledger, FLOPs and peak of `steps` steps of `method_cls(config)` on `device` (meta or cuda)."""
+    return measure_steps(cell.seed, cell.batch_size, task, method_cls, config, device, steps)
+
+
+def measure_steps(seed: int, batch_size: int, task: Any, method_cls: type, config: Any, device: torch.device,
+                  steps: int) -> dict[str, Any]:
+    """`measure` outside a cell: batches of `batch_size` drawn as a cell of `seed` draws them
+    (harness/memory_sweep.py)."""
     # Tensors of an earlier measurement held only by reference cycles would otherwise die, or not,
     # whenever the collector runs, and the simulated peak moved with it (seen: 1.97 vs 1.82 MB).
     gc.collect()
@@ -360,7 +365,7 @@ def _label(method: str, overrides: dict[str, Any]) -> str:
 def _real(cell: Cell, task: Any, method_cls: type, config: Any, steps: int) -> dict[str, Any]:
     device = torch.device(cell.device)
     try:
-        return measure(cell.seed, cell.batch_size, task, method_cls, config, device, steps)
+        return measure(cell, task, method_cls, config, device, steps)
     except torch.cuda.OutOfMemoryError as exc:
         return {"error": f"CUDA out of memory: {str(exc).splitlines()[0]}"}
     finally:
@@ -384,8 +389,7 @@ def run_memory_cell(cell: Cell, task: MemoryOnlyTask, method_cls: type) -> dict[
                                                                         **extra}, f"variants.{cell.method.name}")))
     rows, main = [], None
     for overrides, config in configs:
-        meta = measure(cell.seed, cell.batch_size, task, method_cls, config, torch.device("meta"),
-                       min(steps, META_STEPS))
+        meta = measure(cell, task, method_cls, config, torch.device("meta"), min(steps, META_STEPS))
         real = _real(cell, task, method_cls, config, steps) if cell.device == "cuda" else None
         rows.append(_row(_label(cell.method.name, overrides), cell.method.name, overrides, meta, real))
         if main is None:
