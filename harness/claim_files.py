@@ -58,6 +58,9 @@ class Claim:
     profile: str | None = None  # a profile of the suite (part of the claim, unlike overrides)
     confidence: float | None = None  # older files: accepted only when it does not loosen ALPHA
     notes: str = ""
+    # What the statement asks that no run here can show (e.g. "beyond 100B parameters"): the
+    # verdict is then "not testable", with the file's measured quantity beside it as a proxy.
+    not_testable: str | None = None
 
     def __post_init__(self) -> None:
         if self.quantity not in QUANTITIES:
@@ -103,7 +106,8 @@ class Claim:
         return {"method": dataclasses.asdict(self.method),
                 "baseline": None if self.baseline is None else dataclasses.asdict(self.baseline),
                 "suite": self.suite, "task": self.task, "quantity": self.quantity, "relation": self.relation,
-                "budget": self.budget, "target": self.target, "profile": self.suite_profile}
+                "budget": self.budget, "target": self.target, "profile": self.suite_profile,
+                **({"not_testable": self.not_testable} if self.not_testable else {})}
 
 
 def check_overrides(pairs: Any, where: str, allow_profile: bool = False) -> None:

@@ -264,12 +264,24 @@ def verify(claim: Claim, runner: ClaimCells, claim_path: Path | None = None,
     document = _verify_once(claim, runner, claim_path)
     if not robustness:
         document["robustness"] = {"label": "unchecked", "reason": "verified with --no-robustness"}
-        return document
+        return as_stated(claim, document)
     document["robustness"] = _robustness(claim, runner, claim_path, document)
     if document["verdict"] == "supported" and document["robustness"]["label"] == "fragile":
         document.update(verdict="inconclusive", reason=f"supported at this budget but fragile: "
                         f"{document['robustness']['reason']}; {document['reason']}")
-    return document
+    return as_stated(claim, document)
+
+
+def as_stated(claim: Claim, document: dict[str, Any]) -> dict[str, Any]:
+    """A claim whose statement no run here can test (`not_testable:`) gets that verdict; what was
+    measured stays beside it as `proxy` (its own verdict, reason, estimate and interval)."""
+    if not claim.not_testable:
+        return document
+    proxy = {key: document.get(key) for key in ("verdict", "reason", "estimate", "interval")}
+    proxy["measures"] = f"{claim.quantity} {claim.relation} ({claim.method.name}, {claim.suite}/{claim.task})"
+    return {**document, "verdict": "not testable", "proxy": proxy,
+            "reason": f"not testable as stated: {claim.not_testable}. Proxy, {proxy['measures']}: "
+                      f"{proxy['verdict']} ({proxy['reason']})"}
 
 
 def claim_budget(claim: Claim) -> dict[str, float]:

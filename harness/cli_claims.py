@@ -83,7 +83,8 @@ def cmd_claims(args: argparse.Namespace) -> int:
     return 0
 
 
-VERDICT_COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "not comparable": "magenta"}
+VERDICT_COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "not comparable": "magenta",
+                   "not testable": "cyan"}
 
 
 def _print_verdict(document: dict[str, Any]) -> None:

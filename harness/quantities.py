@@ -459,3 +459,33 @@ QUANTITIES["control_plasticity_gap"] = Quantity(
     "method minus baseline moving-average return at the end of phase 2 (world B) of an A-B-A control task: "
     "the guard beside control_forgetting_gap (a method that never leaves A forgets nothing and fails B)",
     worst=_worst_return)
+
+
+# --------------------------------------------------------------------------- stability (block-parallel branch)
+
+SPIKE_FACTOR = 1.5  # an interval's mean training loss this many times the lowest before it is a spike
+
+
+def _spike_rate(record: Record, target: float | None) -> Reading:
+    """Fraction of evaluation intervals (after the first) whose mean training loss exceeds
+    SPIKE_FACTOR x the lowest interval mean before it: a loss spike, read off the record's curve.
+    A mean hides a spike shorter than an interval; the suite's eval_every sets the resolution."""
+    losses = [float(p["train_loss"]) for p in record.curve or [] if p.get("train_loss") is not None]
+    if len(losses) < 2:
+        raise Missing(f"{record.method} seed {record.seed}: the curve has {len(losses)} training losses; a spike "
+                      "rate needs two or more (lower eval_every)")
+    if not all(math.isfinite(x) for x in losses):
+        return Reading.exact(1.0)
+    spikes = sum(loss > SPIKE_FACTOR * min(losses[:i]) for i, loss in enumerate(losses) if i > 0)
+    return Reading.exact(spikes / (len(losses) - 1))
+
+
+def _worst_spike_rate(record: Record, partner: Record | None) -> Reading:
+    """A diverged run is all spike: rate 1."""
+    return Reading(1.0, 1.0, 1.0, diverged=True)
+
+
+QUANTITIES["loss_spike_rate"] = Quantity(
+    "loss_spike_rate", "value", _spike_rate,
+    f"the method's fraction of evaluation intervals whose mean training loss jumps above {SPIKE_FACTOR}x the lowest "
+    "before it; a diverged run counts 1 (a stability proxy)", worst=_worst_spike_rate)

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as scipy_stats
 
-VERDICTS = ("supported", "refuted", "inconclusive", "not comparable")
+VERDICTS = ("supported", "refuted", "inconclusive", "not comparable", "not testable")
 
 
 @dataclass(frozen=True)

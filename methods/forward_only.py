@@ -28,6 +28,9 @@ One step on a batch (x, y), under torch.no_grad(), block by block:
   features f its last Linear reads (the task's cross-entropy gradient of a linear layer).
 One AdamW step with backprop's schedule applies every gradient. Prediction: the model's
 forward pass (stem, blocks, head); the predictors are training-only.
+With `context_error=false` block k-1 gets no context-side error (only the "future" side
+learns): every message then goes forward, and `stage_step(first, last, ...)` can run a range
+of blocks per process (harness/block_parallel.py, docs/block-parallel.md).
 
 Which weights learn (a block that is not one Linear):
 - MLP block (Linear -> ReLU): its Linear, with the CLAPP error and SoftHebb;
@@ -66,6 +69,9 @@ beside it): digits MLP 256x256 0.961 (backprop 0.972), head alone on the untrain
 depth 2) 0.273 (backprop 0.925): with attention, LayerNorms and the patch embedding frozen,
 mean-pooled random ViT features barely separate digits (head alone: 0.29), and the local
 rules on the MLP Linears do not fix that. tests/test_forward_only.py checks the MLP.
+Three seeds, `bench run suite=vision-vit method=forward_only profile=quick threads=1` (digits):
+MLP 0.9693 +- 0.0128, ViT 0.2693 +- 0.0138 (backprop 0.9666 / 0.9322, local_learning 0.9647 /
+0.9480 in the same run's suite; see the note of branch block-parallel for Fashion-MNIST).
 """
 
 from __future__ import annotations
@@ -90,6 +96,9 @@ class ForwardOnlyConfig(WeightOptimizer):
     hebbian_weight: float = 0.1  # scale of the SoftHebb increment; 0 = off
     hebbian_temperature: float = 1.0  # SoftHebb's softmax temperature tau
     margin: float = 1.0  # CLAPP's hinge: positives pushed above +margin, negatives below -margin
+    # Block k-1 also learns as P_k's context (the error P_k^T-side, sent back from block k);
+    # False: only the "future" side learns, every message goes forward (block-parallel training)
+    context_error: bool = True
 
     def __post_init__(self) -> None:
         self.check_optimizer()
@@ -187,19 +196,31 @@ class ForwardOnly:
 
     # ---------------------------------------------------------------- the update
 
-    @torch.no_grad()
     def step(self, batch: Batch) -> StepStats:
+        _, loss = self.stage_step(0, len(self.model.blocks), batch.inputs, batch)
+        return StepStats(loss=loss, examples=batch.size, forward_equivalents=2.0)
+
+    @torch.no_grad()
+    def stage_step(self, first: int, last: int, inputs: Tensor, batch: Batch) -> tuple[Tensor, float | None]:
+        """One update of blocks[first:last] (the stem's output when first == 0, the head when last
+        is the end) on `inputs`, the raw batch or block first-1's output; returns block last-1's
+        output and the head's loss (None when the head is elsewhere). `step` is the whole range;
+        harness/block_parallel.py runs one range per process (AdamW skips gradient-less weights)."""
         cfg, targets, n = self.cfg, batch.targets, batch.size
+        if cfg.context_error and first > 0:
+            raise ValueError(f"forward_only with context_error=true sends block {first}'s error back to block "
+                             f"{first - 1}, across a stage boundary; block-parallel training needs "
+                             f"method.context_error=false")
         set_lr(self.optimizer, cfg, self.ctx.budget_fraction())
         if not self.model.training:
             self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         positive, negative, has_negative = pairs(targets, self.ctx.generator)
-        h = self.model.stem(batch.inputs)
-        z_prev, pending, losses = (h if h.dim() == 2 else h.mean(1)), None, []
-        for k, block in enumerate(self.model.blocks):
+        h = self.model.stem(inputs) if first == 0 else inputs
+        z_prev, pending = (h if h.dim() == 2 else h.mean(1)), None
+        for k in range(first, last):
             hebb, clapp, _ = self.layers[k]
-            h, seen = self._run(block, h, [hebb, clapp])
+            h, seen = self._run(self.model.blocks[k], h, [hebb, clapp])
             kept = {"hebb": seen[0], "clapp": seen[1]}
             z = h if h.dim() == 2 else h.mean(1)
             # CLAPP: the forecast of z from the previous stage, scored against partners
@@ -207,24 +228,24 @@ class ForwardOnly:
             s_pos, s_neg = (z[positive] * forecast).sum(1), (z[negative] * forecast).sum(1)
             on_pos = (s_pos < cfg.margin).float() / n  # d loss / d s: -on_pos (pos), +on_neg (neg)
             on_neg = (s_neg > -cfg.margin).float() * has_negative / n
-            losses.append(((cfg.margin - s_pos).clamp(min=0) + (cfg.margin + s_neg).clamp(min=0) * has_negative)
-                          .mean().item())
             target = z[negative] * on_neg[:, None] - z[positive] * on_pos[:, None]  # d loss / d forecast
             P.grad = target.T @ z_prev
             future = torch.zeros_like(z)  # d loss / d z, on the partners' rows
             future.index_add_(0, positive, -on_pos[:, None] * forecast)
             future.index_add_(0, negative, on_neg[:, None] * forecast)
             if pending is not None:  # block k-1 was the context: its error is now complete
-                self._apply_error(k - 1, pending[0], pending[1] + target @ P)
+                self._apply_error(k - 1, pending[0], pending[1] + target @ P if cfg.context_error else pending[1])
             pending, z_prev = (kept, future), z
-        self._apply_error(len(self.model.blocks) - 1, *pending)
-        # The head: the delta rule on its last Linear's features (cross-entropy's gradient)
-        logits, ((f, _),) = self._run(self.model.head, h, [self.head_layer])
-        error = (torch.softmax(logits, 1) - F.one_hot(targets, self.num_classes).to(logits.dtype)) / n
-        self.head_layer.weight.grad, self.head_layer.bias.grad = error.T @ f.flatten(1), error.sum(0)
-        head_loss = self.ctx.task.loss(logits, batch).item()
+        if pending is not None:
+            self._apply_error(last - 1, *pending)
+        head_loss = None
+        if last == len(self.model.blocks):  # the delta rule on the head's last Linear (cross-entropy's gradient)
+            logits, ((f, _),) = self._run(self.model.head, h, [self.head_layer])
+            error = (torch.softmax(logits, 1) - F.one_hot(targets, self.num_classes).to(logits.dtype)) / n
+            self.head_layer.weight.grad, self.head_layer.bias.grad = error.T @ f.flatten(1), error.sum(0)
+            head_loss = self.ctx.task.loss(logits, batch).item()
         self.optimizer.step()
-        return StepStats(loss=head_loss, examples=n, forward_equivalents=2.0)
+        return h, head_loss
 
     @torch.no_grad()
     def predict(self, inputs: Tensor) -> Tensor:

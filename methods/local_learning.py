@@ -30,6 +30,9 @@ tokens (ViT), the shape of the model's head. They and their optimizer state are 
 the memory ledger (`memory_buffers`).
 
 Prediction: the model's forward pass (stem, blocks, head); the auxiliary heads are not used.
+`stage_step(first, last, ...)` updates a range of blocks (`step` is the whole range), so
+harness/block_parallel.py can run one range per process, sending activations forward only
+(next_weight must be 0 there: it regresses the next block's output, a message backwards).
 
 Deviations (every one, with the reason):
 - Blocks are trained simultaneously on each batch, each on its predecessor's current output
@@ -157,31 +160,45 @@ class LocalLearning:
         sim = F.mse_loss(similarity(out), similarity(onehot))
         return (1 - self.cfg.sim_weight) * pred + self.cfg.sim_weight * sim
 
-    def _capture(self) -> tuple[dict[int, tuple[Tensor, Tensor]], list[Any]]:
-        """Forward hooks recording (input, pre-activation) of the Hebbian layers."""
+    def _capture(self, first: int, last: int) -> tuple[dict[int, tuple[Tensor, Tensor]], list[Any]]:
+        """Forward hooks recording (input, pre-activation) of blocks[first:last]'s Hebbian layers."""
         seen: dict[int, tuple[Tensor, Tensor]] = {}
         hooks = [layer.register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(k, (i[0].detach(), o.detach())))
-                 for k, layer in enumerate(self.hebb_layers)]
+                 for k, layer in enumerate(self.hebb_layers) if first <= k < last]
         return seen, hooks
 
     # ---------------------------------------------------------------- the update
 
     def step(self, batch: Batch) -> StepStats:
-        cfg, targets = self.cfg, batch.targets
+        _, loss = self.stage_step(0, len(self.model.blocks), batch.inputs, batch)
+        return StepStats(loss=loss, examples=batch.size, forward_equivalents=3.0)
+
+    def stage_step(self, first: int, last: int, inputs: Tensor, batch: Batch) -> tuple[Tensor, float | None]:
+        """One update of blocks[first:last] (and the stem when first == 0, the model's head when
+        last is the end) on `inputs`, the raw batch or block first-1's output; returns the
+        detached output of block last-1 and the head's loss (None when the head is elsewhere).
+
+        `step` is the whole range; harness/block_parallel.py runs one range per process. The
+        AdamW step skips every parameter without a gradient, so a range moves only its own."""
+        cfg, targets, blocks = self.cfg, batch.targets, self.model.blocks
+        if cfg.next_weight > 0 and last < len(blocks):
+            raise ValueError(f"local_learning with next_weight={cfg.next_weight} regresses block {last}'s output "
+                             f"from block {last - 1}'s: a message backwards across a stage boundary; "
+                             f"block-parallel training needs next_weight=0")
         set_lr(self.optimizer, cfg, self.ctx.budget_fraction())
         if not self.model.training:
             self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        seen, hooks = self._capture()
-        h, pending = self.model.stem(batch.inputs), None
-        for k, block in enumerate(self.model.blocks):
-            out = block(h)  # h is detached (block 0: the stem's output, trained by this loss)
+        seen, hooks = self._capture(first, last)
+        h, pending = (self.model.stem(inputs) if first == 0 else inputs), None
+        for k in range(first, last):
+            out = blocks[k](h)  # h is detached (block 0: the stem's output, trained by this loss)
             loss = self._aux_loss(k, out, targets)
             if pending is not None:  # the previous block's loss waited for this block's output
                 prev_loss, prev_out = pending
                 target = out.detach()
                 (prev_loss + cfg.next_weight * F.mse_loss(self.predictors[k - 1](prev_out), target)).backward()
-            if cfg.next_weight > 0 and k < len(self.model.blocks) - 1:
+            if cfg.next_weight > 0 and k < len(blocks) - 1:
                 pending = (loss, out)
             else:
                 loss.backward()
@@ -189,14 +206,17 @@ class LocalLearning:
             h = out.detach()
         for hook in hooks:
             hook.remove()
-        for k, layer in enumerate(self.hebb_layers):  # gradient descent: minus the increment
-            x, u = seen[k]
+        for k, (x, u) in seen.items():  # gradient descent: minus the increment
+            layer = self.hebb_layers[k]
             layer.weight.grad -= cfg.hebbian_weight * hebbian_update(layer, x, u, cfg.hebbian,
                                                                        cfg.hebbian_temperature)
-        head_loss = self.ctx.task.loss(self.model.head(h), batch)
-        head_loss.backward()
+        head_loss = None
+        if last == len(blocks):
+            loss = self.ctx.task.loss(self.model.head(h), batch)
+            loss.backward()
+            head_loss = loss.item()
         self.optimizer.step()
-        return StepStats(loss=head_loss.item(), examples=batch.size, forward_equivalents=3.0)
+        return h, head_loss
 
     @torch.no_grad()
     def predict(self, inputs: Tensor) -> Tensor:

@@ -262,10 +262,10 @@ def _steady(model: torch.nn.Module, method: Any, before: dict[str, int]) -> bool
     return all(p.grad is None for p in model.parameters()) and _declared(method) == before
 
 
-def _setup(cell: Cell, task: Any, method_cls: type, config: Any, device: torch.device, steps: int,
+def _setup(seed: int, batch_size: int, task: Any, method_cls: type, config: Any, device: torch.device, steps: int,
            counters: budgets.Counters) -> tuple[Any, torch.nn.Module, Batch]:
-    seed_everything(cell.seed)
-    init_gen, data_gen, method_gen = cell_generators(cell.seed)
+    seed_everything(seed)
+    init_gen, data_gen, method_gen = cell_generators(seed)
     if device.type == "meta":
         with torch.device("meta"), MetaStep(track=False):
             model = task.build_model(init_gen)
@@ -276,17 +276,24 @@ def _setup(cell: Cell, task: Any, method_cls: type, config: Any, device: torch.d
     method.setup(SetupContext(model=model, task=task, config=config, device=device, generator=method_gen,
                               budget_fraction=lambda: budgets.spent_fraction(budget, counters),
                               planned_steps=steps))
-    batch = next(task.train_batches(cell.batch_size, data_gen)).to(device)
+    batch = next(task.train_batches(batch_size, data_gen)).to(device)
     return method, model, batch
 
 
 def measure(cell: Cell, task: Any, method_cls: type, config: Any, device: torch.device, steps: int) -> dict[str, Any]:
     """Ledger, FLOPs and peak of `steps` steps of `method_cls(config)` on `device` (meta or cuda)."""
+    return measure_steps(cell.seed, cell.batch_size, task, method_cls, config, device, steps)
+
+
+def measure_steps(seed: int, batch_size: int, task: Any, method_cls: type, config: Any, device: torch.device,
+                  steps: int) -> dict[str, Any]:
+    """`measure` outside a cell: batches of `batch_size` drawn as a cell of `seed` draws them
+    (harness/memory_sweep.py)."""
     # Tensors of an earlier measurement held only by reference cycles would otherwise die, or not,
     # whenever the collector runs, and the simulated peak moved with it (seen: 1.97 vs 1.82 MB).
     gc.collect()
     counters = budgets.Counters()
-    method, model, batch = _setup(cell, task, method_cls, config, device, steps, counters)
+    method, model, batch = _setup(seed, batch_size, task, method_cls, config, device, steps, counters)
     meta = device.type == "meta"
     tracker = MetaStep() if meta else None
     start = time.perf_counter()
