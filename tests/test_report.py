@@ -482,3 +482,30 @@ def test_headless_chromium_draws_every_claim_page(claims_report: Path, tmp_path:
         for name, rgb in (("blue", (31, 119, 180)), ("orange", (255, 127, 14))):
             near = (np.abs(pixels - np.array(rgb)).sum(axis=2) < 40).sum()
             assert near > 200, f"{page.name}: the figure's {name} side colour covers only {near} pixels"
+
+
+def test_a_continual_claim_gets_a_panel_per_experience_on_its_budget_axis() -> None:
+    """Forgetting is seen per experience: the mean panel, then one per experience, against the claim's budget
+    kind (examples here), and only the verdict's own records (another suite's run with the same id is left out)."""
+    import pandas as pd
+
+    from harness.report.claims_page import claim_evidence
+
+    rows = [{"suite": suite, "run_id": run, "method": method, "seed": 0, "steps": step, "examples": 64.0 * step,
+             "val_metric": 0.5, "val_accuracy_0": 1.0 - step / 100, "val_accuracy_1": step / 100}
+            for suite, run, method in (("continual", "a" * 16, "active_inference"), ("continual", "b" * 16, "backprop"),
+                                       ("other", "a" * 16, "backprop"))
+            for step in (10, 20)]
+    verdict = {"claim": "c", "suite": "continual",
+               "provenance": {"cells": [{"role": "method", "run_id": "a" * 16, "suite": "continual",
+                                         "method": "active_inference"},
+                                        {"role": "baseline", "run_id": "b" * 16, "suite": "continual",
+                                         "method": "backprop"},
+                                        {"role": "tuning", "run_id": "c" * 16, "suite": "continual",
+                                         "method": "backprop"}],
+                              "method": {"budget": {"examples": 1280.0}}, "design": {"target": None}}}
+    evidence = claim_evidence(verdict, pd.DataFrame(rows))
+    assert evidence.x == "examples" and evidence.target is None
+    assert list(evidence.panels) == ["val_metric", "val_accuracy_0", "val_accuracy_1"]
+    assert len(evidence.points) == 4 and set(evidence.points["side"]) == {"method: active_inference",
+                                                                        "baseline: backprop"}
