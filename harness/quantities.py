@@ -323,6 +323,11 @@ def resolution(quantity: Quantity, method: Sequence[Record], baseline: Sequence[
         return 0.0, 0.0, "test-set sampling error not included (the metric is not a proportion)"
     if len(sizes) != 1 or not isinstance(n := next(iter(sizes)), int) or n <= 0:
         return 0.0, 0.0, "test-set size unknown: resolution and test-set sampling error not included"
+    if quantity.name == "forgetting_gap" and (bound := forgetting_resolution(method, baseline)) is not None:
+        shared, experiences = bound
+        return 1 / n, shared, (f"forgetting on {experiences} experiences' test images: step 1/{n}, test-set "
+                               f"sampling sd {shared:.3g} (largest given the four accuracies of each experience), "
+                               "shared by every seed")
     if quantity.name != "accuracy_gap":
         return 1 / n, 0.0, f"step 1/{n} (test set of {n}); test-set sampling error not included"
     pm = statistics.fmean(r.final_metric("test") or 0.0 for r in method if r.completed) if any(
@@ -338,6 +343,50 @@ def accuracy_resolution(pm: float, pb: float, n: int) -> tuple[float, float]:
     (see `resolution`): 1/n, and the largest sampling sd given the two accuracies."""
     q = min(pm, 1 - pb) + min(pb, 1 - pm)
     return 1 / n, math.sqrt(max(q - (pm - pb) ** 2, 0.0) / n)
+
+
+def forgetting_resolution(method: Sequence[Record], baseline: Sequence[Record]) -> tuple[float, int] | None:
+    """(shared sd, experiences) of a forgetting difference from the test images it was read on;
+    None when the records do not say which images (then only the step enters the interval).
+
+    Forgetting of experience j is its peak accuracy before the last phase minus its final
+    accuracy, on the same n_j test images. Per image the paired difference of the two sides'
+    forgetting is z = (A - B) - (C - D), with A, B the method's peak and final correctness and
+    C, D the baseline's: its variance over the test distribution is E[z**2] - d**2. Only the
+    four accuracies (a, b, c, d, averaged over seeds) are recorded, so E[z**2] is bounded above:
+    a + b + c + d + 2 min(a, d) + 2 min(b, c) - 2 sum of the Frechet lower bounds
+    max(0, x + y - 1) of the four cross pairs (for two accuracies this is `accuracy_resolution`'s q).
+    Experiences with disjoint test images (split tasks) add variances; experiences on the same
+    images (permuted tasks) add standard deviations, the largest their correlation allows.
+    The peak phase is read as fixed, so the peak's own selection from noisy accuracies is not in it.
+    """
+    sides = [[r for r in records if r.completed and r.continual is not None] for records in (method, baseline)]
+    if not all(sides):
+        return None
+    infos = {str(r.task_info.get("experiences")) for side in sides for r in side if r.task_info}
+    experiences = (sides[0][0].task_info or {}).get("experiences")
+    if len(infos) != 1 or not isinstance(experiences, list):
+        return None
+    t = len(experiences)
+    if t < 2 or any(len(r.continual.matrix) != t for side in sides for r in side):
+        return None
+
+    def peak_final(side: list[Record], j: int) -> tuple[float, float]:
+        peak = statistics.fmean(max(r.continual.matrix[l][j] for l in range(t - 1)) for r in side)
+        return peak, statistics.fmean(r.continual.matrix[-1][j] for r in side)
+
+    sds = []
+    for j in range(t - 1):
+        n_j = experiences[j].get("n_test")
+        if not isinstance(n_j, int) or n_j <= 0:
+            return None
+        (a, b), (c, d) = peak_final(sides[0], j), peak_final(sides[1], j)
+        crossing = sum(max(0.0, x + y - 1) for x, y in ((a, b), (a, c), (d, b), (d, c)))
+        second_moment = a + b + c + d + 2 * min(a, d) + 2 * min(b, c) - 2 * crossing
+        sds.append(math.sqrt(max(second_moment - ((a - b) - (c - d)) ** 2, 0.0) / n_j))
+    disjoint = not any(e.get("permuted") for e in experiences)
+    total = math.sqrt(sum(sd ** 2 for sd in sds)) if disjoint else sum(sds)
+    return total / (t - 1), t - 1
 
 
 # ------------------------------------------------- control: environment steps to a target return

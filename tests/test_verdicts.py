@@ -385,3 +385,41 @@ def test_a_continual_average_accuracy_gap_gets_the_resolution_of_its_test_images
                for r in tiny["records"].values() if r.completed][:2]
     step, shared, _ = resolution(QUANTITIES["accuracy_gap"], records[:1], records[1:])
     assert step > 0 and shared > 0
+
+
+def _continual(record, matrix: list[list[float]], permuted: bool = False):
+    """A copy of a real record as a 3-experience continual record with the given accuracy matrix, 100 test images each."""
+    from harness.record import Continual, ContinualFinal
+
+    t = len(matrix)
+    continual = Continual(scenario="class", regime="sequential", experiences=t, budget_per_experience={"examples": 1},
+                          phase_end_steps=list(range(1, t + 1)), matrix=matrix, val_matrix=matrix,
+                          random_init=[0.1] * t, val_random_init=[0.1] * t, selection="last", forgetting=0.0,
+                          average_accuracy=0.0, bwt=0.0, fwt=0.0)
+    info = {**(record.task_info or {}), "n_test": 100 * t,
+            "experiences": [{"n_test": 100, "permuted": permuted} for _ in range(t)]}
+    scores = {"average_accuracy": 0.0, "forgetting": 0.0, "bwt": 0.0, "fwt": 0.0, "accuracy": 0.0}
+    final = ContinualFinal(metric="average_accuracy", best_step=record.final.best_step, val=scores, test=scores)
+    return dataclasses.replace(record, continual=continual, task_info=info, final=final)
+
+
+def test_a_forgetting_gap_gets_the_test_set_error_of_its_experiences(tiny: dict) -> None:
+    """Forgetting is read on each experience's few test images: a difference of one or two images must
+    carry their sampling error. Both sides forgetting everything leaves almost none (the four
+    accuracies pin each image down); sides that forget partly leave some, more when the experiences
+    share their images (permuted) than when they split them."""
+    from harness.quantities import forgetting_resolution, resolution
+
+    record = next(r for r in tiny["records"].values() if r.completed)
+    everything = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    almost = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.01, 0.0, 1.0]]
+    step, shared, note = resolution(QUANTITIES["forgetting_gap"], [_continual(record, everything)] * 3,
+                                    [_continual(record, almost)] * 3)
+    assert step > 0 and 0 < shared < 0.01 and "sampling sd" in note
+    partly = [[0.9, 0.0, 0.0], [0.6, 0.9, 0.0], [0.5, 0.6, 0.9]]
+    split, _ = forgetting_resolution([_continual(record, partly)], [_continual(record, everything)])
+    same_images, _ = forgetting_resolution([_continual(record, partly, permuted=True)],
+                                           [_continual(record, everything, permuted=True)])
+    assert 0.02 < split < same_images < 0.2
+    without = dataclasses.replace(_continual(record, partly), task_info=record.task_info)
+    assert forgetting_resolution([without], [_continual(record, everything)]) is None
