@@ -39,6 +39,10 @@ def fail(message: str) -> int:
     return 2
 
 
+REFRESH_S = 0.5  # the display redraws a cell's bar at most this often: a redraw costs the training process
+# milliseconds (at load 20, ~9 ms a step when it was 0.2 s: 10% of a small cell's time, see timing.phase_seconds.progress)
+
+
 class Display:
     """The whole run (with an honest time left, harness/perf_eta.py) and one bar per cell in
     progress (several when the local pool runs cells side by side), a line per finished cell."""
@@ -65,7 +69,7 @@ class Display:
         if bar is None:
             bar = self.progress.add_task(str(p.cell), total=1.0, info="")
         self.running[p.cell.run_id] = (bar, p.fraction)
-        if now - self._last_update < 0.2 and p.fraction < 1.0:
+        if now - self._last_update < REFRESH_S and p.fraction < 1.0:
             return
         self._last_update = now
         loss = "" if p.loss is None else f"loss {p.loss:.3f}"
