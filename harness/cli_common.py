@@ -43,6 +43,9 @@ REFRESH_S = 0.5  # the display redraws a cell's bar at most this often: a redraw
 # milliseconds (at load 20, ~9 ms a step when it was 0.2 s: 10% of a small cell's time, see timing.phase_seconds.progress)
 
 
+LOG_LINE_S = 60.0  # without a terminal: a progress line this often
+
+
 class Display:
     """The whole run (with an honest time left, harness/perf_eta.py) and one bar per cell in
     progress (several when the local pool runs cells side by side), a line per finished cell."""
@@ -61,6 +64,7 @@ class Display:
         self.running: dict[str, tuple[Any, float]] = {}  # run id -> (bar, fraction)
         self.finished = 0
         self._last_update = 0.0
+        self._last_line = time.monotonic()  # without a terminal rich draws no bars: a plain line instead
 
     def on_progress(self, p: StepProgress) -> None:
         now = time.monotonic()
@@ -83,6 +87,11 @@ class Display:
         left, basis = self.eta.remaining(now)
         info = f"{format_seconds(left)} left ({basis})" if left is not None else basis
         self.progress.update(self.overall, completed=self.finished + sum(f for _, f in self.running.values()), info=info)
+        if not self.progress.console.is_terminal and now - self._last_line >= LOG_LINE_S:
+            self._last_line = now  # a log or a pipe: one plain line a minute, so a long run is not silent
+            total = "?" if self.eta.total is None else self.eta.total
+            self.progress.console.print(f"progress: {self.finished}/{total} cells recorded, {len(self.running)} running; "
+                                        f"{info}", highlight=False)
 
     def on_record(self, cell: Cell, outcome: str, record: Record | None) -> None:
         self.finished += 1
