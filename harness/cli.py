@@ -97,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             check_data(split.todo)
         except (TaskDataError, ConfigError) as exc:
             return fail(str(exc))
-        display = Display(split.todo, local_workers(run.launcher))
+        display = Display(split.todo, local_workers(run.launcher, split.todo))
         try:
             with display.progress:
                 outcomes = launch(split.todo, run.results_dir, run.launcher, display.on_progress, display.on_record,

@@ -39,6 +39,13 @@ def fail(message: str) -> int:
     return 2
 
 
+REFRESH_S = 0.5  # the display redraws a cell's bar at most this often: a redraw costs the training process
+# milliseconds (at load 20, ~9 ms a step when it was 0.2 s: 10% of a small cell's time, see timing.phase_seconds.progress)
+
+
+LOG_LINE_S = 60.0  # without a terminal: a progress line this often
+
+
 class Display:
     """The whole run (with an honest time left, harness/perf_eta.py) and one bar per cell in
     progress (several when the local pool runs cells side by side), a line per finished cell."""
@@ -57,6 +64,7 @@ class Display:
         self.running: dict[str, tuple[Any, float]] = {}  # run id -> (bar, fraction)
         self.finished = 0
         self._last_update = 0.0
+        self._last_line = time.monotonic()  # without a terminal rich draws no bars: a plain line instead
 
     def on_progress(self, p: StepProgress) -> None:
         now = time.monotonic()
@@ -65,7 +73,7 @@ class Display:
         if bar is None:
             bar = self.progress.add_task(str(p.cell), total=1.0, info="")
         self.running[p.cell.run_id] = (bar, p.fraction)
-        if now - self._last_update < 0.2 and p.fraction < 1.0:
+        if now - self._last_update < REFRESH_S and p.fraction < 1.0:
             return
         self._last_update = now
         loss = "" if p.loss is None else f"loss {p.loss:.3f}"
@@ -79,6 +87,11 @@ class Display:
         left, basis = self.eta.remaining(now)
         info = f"{format_seconds(left)} left ({basis})" if left is not None else basis
         self.progress.update(self.overall, completed=self.finished + sum(f for _, f in self.running.values()), info=info)
+        if not self.progress.console.is_terminal and now - self._last_line >= LOG_LINE_S:
+            self._last_line = now  # a log or a pipe: one plain line a minute, so a long run is not silent
+            total = "?" if self.eta.total is None else self.eta.total
+            self.progress.console.print(f"progress: {self.finished}/{total} cells recorded, {len(self.running)} running; "
+                                        f"{info}", highlight=False)
 
     def on_record(self, cell: Cell, outcome: str, record: Record | None) -> None:
         self.finished += 1

@@ -28,7 +28,7 @@ from harness.plan import Cell
 from harness.record import Record
 from harness.run_config import LauncherConfig
 
-__all__ = ("Cancelled", "RecordCallback", "launch", "local_workers")
+__all__ = ("Cancelled", "RecordCallback", "device_slots", "launch", "local_workers")
 
 RecordCallback = Callable[[Cell, str, Record | None], None]
 

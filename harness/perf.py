@@ -160,9 +160,9 @@ def _relative(rows: list[Row]) -> list[Row]:
 def project(run: RunConfig, rows: list[Row]) -> tuple[float | None, int]:
     """(projected wall seconds of the whole suite, workers): every seed of every cell, spread
     over the launcher's workers (a lower bound when the last cells leave a worker idle)."""
+    workers = local_workers(run.launcher, plan(run))
     if any(r.projected_s is None for r in rows):
-        return None, local_workers(run.launcher)
-    workers = local_workers(run.launcher)
+        return None, workers
     return sum(r.projected_s for r in rows) * len(run.seeds) / workers, workers  # type: ignore[misc]
 
 

@@ -7,7 +7,8 @@ from its own first steps (elapsed / budget fraction spent, once `min_fraction` o
 spent), takes finished cells at their measured wall time, and gives a queued cell the mean
 projected time of the started cells of its task (of all started cells when none of its
 task has started yet). Cells run `workers` at a time, so the run's time left is the sum of
-what is left divided by `workers` (a lower bound when the last cells leave workers idle).
+what is left divided by `workers`, and never less than the longest running cell's time left
+(still a lower bound when the last cells leave workers idle).
 
 `remaining()` says what it is based on, and returns None until at least one cell has
 spent `min_fraction` of its budget: no number is better than an invented one.
@@ -84,19 +85,20 @@ class RunEta:
             times = by_group.get(group)
             return sum(times) / len(times) if times else overall
 
-        left = 0.0
+        left, longest = 0.0, 0.0  # no cell is split between workers: the run lasts at least its longest
         for rid, clock in self.cells.items():
             if clock.finished is not None:
                 continue
             cell_left = self.cell_left(rid, now)
-            left += cell_left if cell_left is not None else max(0.0, mean(clock.group) - (now - clock.started))
+            cell_left = cell_left if cell_left is not None else max(0.0, mean(clock.group) - (now - clock.started))
+            left, longest = left + cell_left, max(longest, cell_left)
         started = len(self.cells)
         queued_known = sum(self.queued_groups.values())
         left += sum(n * mean(g) for g, n in self.queued_groups.items())
         if self.total is not None:
             left += max(0, self.total - started - queued_known) * overall
         basis = f"projected from the first steps of {len(known)} cell{'s' if len(known) != 1 else ''}"
-        return left / max(1, self.workers), basis
+        return max(longest, left / max(1, self.workers)), basis
 
 
 def format_seconds(seconds: float | None) -> str:

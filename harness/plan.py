@@ -44,7 +44,9 @@ class Cell:
         pretraining cell: a different checkpoint is a different run.
         """
         task_config = {k: v for k, v in dataclasses.asdict(self.task.config).items() if k != "data_dir"}
-        shift = {"shift": dataclasses.asdict(self.shift)} if self.shift.enabled else {}
+        # shift.test_subset came later: unset (the whole test set) it stays out, so run ids made before it hold
+        shift_config = {k: v for k, v in dataclasses.asdict(self.shift).items() if k != "test_subset" or v is not None}
+        shift = {"shift": shift_config} if self.shift.enabled else {}
         pretrain = {"pretrain": self.pretrain.run_id} if self.pretrain is not None else {}
         return {
             **shift,

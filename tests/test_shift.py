@@ -74,3 +74,11 @@ def test_shift_retention_cannot_be_bought_by_being_worse_on_clean_data() -> None
     assert gap.read(weak, None).value < gap.read(strong, None).value  # "more robust" by the gap
     assert retention.read(weak, None).value < retention.read(strong, None).value  # less robust by the ratio
     assert retention.read(weak, None).value == pytest.approx(0.94)
+
+
+def test_shift_test_subset_enters_the_run_id_only_when_set() -> None:
+    """Run ids made before shift.test_subset existed (whole test set) stay the same, so their records resume."""
+    whole, subset = (plan(resolve(["suite=vision-vit", "method=backprop", "task=mlp", f"shift.test_subset={n}"]))[0]
+                     for n in ("null", 2000))
+    assert "test_subset" not in whole.identity()["shift"]
+    assert subset.identity()["shift"]["test_subset"] == 2000 and subset.run_id != whole.run_id
