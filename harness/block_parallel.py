@@ -285,10 +285,11 @@ def _pipeline_rank(rank: int, cfg: ParallelConfig, ranges: list[tuple[int, int]]
 
 def _boundary_shapes(cfg: ParallelConfig, method: Any, model: BlockModel, ranges: list[tuple[int, int]]
                      ) -> list[tuple[int, ...]]:
-    """[batch, ...] shape of what each stage sends (a partial last batch is sent as is: the
-    receiver's buffer is sized for a full batch, so the steps are cut to whole batches)."""
+    """[batch, ...] shape of what each stage sends (every batch is whole: `build` skips an
+    epoch's partial last batch, so one receive buffer shape serves every step)."""
     with torch.no_grad():
         was = model.training
+        model.eval()
         outputs = model.block_outputs(torch.zeros(cfg.batch_size, *method.ctx.task.describe()["input_shape"]))
         model.train(was)
     return [tuple(outputs[last].shape) for _, last in ranges]
