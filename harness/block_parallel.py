@@ -9,9 +9,10 @@ t - s while stage s+1 works on batch t - s - 1 (PipeDream-style 1F1B without the
 hence no weight staleness and no flush). The pipeline's micro-batches are the method's own
 batches; only activations travel, forward (torch.distributed send/recv over gloo, on CPUs;
 NCCL with one GPU per process would carry the same calls, but that path is not written or
-tested yet: every process runs on the CPU). It is the same learning as the sequential `step`: stage s sees batch t exactly as
-the sequential step's blocks see it, because every block's input at batch t was made by the
-block below's weights after batch t-1 in both (tests/test_block_parallel.py checks the weights).
+tested yet: every process runs on the CPU). It is the same learning as the sequential `step`:
+stage s sees batch t exactly as the sequential step's blocks see it, because every block's
+input at batch t was made by the block below's weights after batch t-1 in both
+(tests/test_block_parallel.py checks the weights).
 Each process draws the same seeded data order and reads the targets itself (as DDP ranks do),
 so only activations are sent.
 
