@@ -62,7 +62,7 @@ from torch.nn.parallel import DistributedDataParallel
 from harness.interface import Batch, BlockModel, SetupContext
 from harness.loops.common import cell_generators, seed_everything
 from harness.registry import get_method, get_task
-from harness.typed_config import build_dataclass
+from harness.typed_config import ConfigError, build_dataclass
 
 Mode = Literal["sequential", "pipeline", "ddp", "profile"]
 # fork: the processes inherit the imported torch and harness (spawn re-imports them, seconds each
@@ -482,11 +482,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--devices", type=int, nargs="+", default=[2, 4, 8, 16])
     args = parser.parse_args(argv)
     options = {"context_error": False} if args.method == "forward_only" else {}
-    cfg = ParallelConfig(method=args.method, method_options=options, batch_size=args.batch_size, steps=args.steps,
-                         processes=args.processes,
-                         task_options={"model": "vit", "vit": {"patch_size": 2, "dim": args.dim, "depth": args.depth,
-                                                               "heads": 4}})
-    print(_table(measure(cfg, args.devices)))
+    try:  # bad sizes are the user's to fix: a one-line message, not a traceback
+        cfg = ParallelConfig(method=args.method, method_options=options, batch_size=args.batch_size,
+                             steps=args.steps, processes=args.processes,
+                             task_options={"model": "vit", "vit": {"patch_size": 2, "dim": args.dim,
+                                                                   "depth": args.depth, "heads": 4}})
+        print(_table(measure(cfg, args.devices)))
+    except (ValueError, ConfigError) as exc:
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":
