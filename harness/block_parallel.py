@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import socket
 import statistics
 import tempfile
@@ -371,8 +372,11 @@ def pipeline_seconds(stage_seconds: list[float], message_seconds: list[float], b
 
 def link(latency_seconds: float, message_seconds: float, message_bytes: int) -> tuple[float, float]:
     """(latency s, bandwidth B/s) of a link from a timed one-number message and a timed message of
-    `message_bytes`: what the larger one took beyond the latency is its bytes over the bandwidth."""
-    return latency_seconds, message_bytes / max(message_seconds - latency_seconds, 1e-9)
+    `message_bytes`: what the larger one took beyond the latency is its bytes over the bandwidth.
+    When it took no longer (a busy machine: the round trip is scheduling delay), the bandwidth is
+    unresolved and returned as inf: the whole message time is then counted as latency."""
+    extra = message_seconds - latency_seconds
+    return latency_seconds, message_bytes / extra if extra > 0 else math.inf
 
 
 def ddp_seconds(one_process_step: float, gradient_bytes: int, processes: int, latency: float, bandwidth: float,
@@ -426,9 +430,15 @@ class Measurement:
     projections: list[Projection]
     stage_seconds: list[float]
     ranges: list[tuple[int, int]]
+    latency_us: float  # the link measured between the processes (gloo, loopback)
+    bandwidth_mb_s: float
+    assumed: tuple[float, float] | None = None  # (latency us, MB/s) given with --link
+    assumed_projections: list[Projection] | None = None  # the projection on that link
 
 
-def measure(cfg: ParallelConfig, devices: list[int]) -> Measurement:
+def measure(cfg: ParallelConfig, devices: list[int], assumed_link: tuple[float, float] | None = None) -> Measurement:
+    """Every run of the module docstring; with `assumed_link` = (latency s, bandwidth B/s) the
+    projection is also made on that link (the 15% check always uses the measured message time)."""
     examples = cfg.steps * cfg.batch_size
     profile = run_profile(cfg, cfg.method, cfg.method_options)
     ranges = split_blocks(profile.block_seconds, cfg.processes)
@@ -443,9 +453,12 @@ def measure(cfg: ParallelConfig, devices: list[int]) -> Measurement:
     backprop_step = statistics.fmean(backprop.compute[1:])
     projections = project(profile, backprop_step, ddp[0].gradient_bytes, latency, bandwidth, cfg.batch_size,
                           cfg.steps, devices)
+    assumed = None if assumed_link is None else project(profile, backprop_step, ddp[0].gradient_bytes, *assumed_link,
+                                                        cfg.batch_size, cfg.steps, devices)
     return Measurement(cfg, sequential.wall / examples * 1e6, backprop.wall / examples * 1e6,
                        max(r.wall for r in pipe) / examples * 1e6, max(r.wall for r in ddp) / examples * 1e6,
-                       check * 1e6, projections, stage_seconds, ranges)
+                       check * 1e6, projections, stage_seconds, ranges, latency * 1e6, bandwidth / 1e6,
+                       None if assumed_link is None else (assumed_link[0] * 1e6, assumed_link[1] / 1e6), assumed)
 
 
 def _table(m: Measurement) -> str:
@@ -463,12 +476,23 @@ def _table(m: Measurement) -> str:
              "",
              f"speedup, pipelined {m.config.method} over DDP backprop on {P} processes: {m.ddp_us / m.pipeline_us:.2f}x",
              "",
-             "| devices | pipelined us/example | DDP backprop us/example | speedup |", "|---|---|---|---|"]
-    for p in m.projections:
+             f"projection on the link measured between the processes: latency {m.latency_us:.0f} us, "
+             + (f"bandwidth {m.bandwidth_mb_s:,.0f} MB/s" if math.isfinite(m.bandwidth_mb_s) else
+                "bandwidth unresolved (a large message took no longer than a small one: the machine is busy, "
+                "the latency is mostly scheduling delay)"), "", *_projection_rows(m.projections)]
+    if m.assumed is not None and m.assumed_projections is not None:
+        lines += ["", f"projection on an assumed link (--link): latency {m.assumed[0]:.0f} us, "
+                  f"bandwidth {m.assumed[1]:,.0f} MB/s", "", *_projection_rows(m.assumed_projections)]
+    return "\n".join(lines)
+
+
+def _projection_rows(projections: list[Projection]) -> list[str]:
+    rows = ["| devices | pipelined us/example | DDP backprop us/example | speedup |", "|---|---|---|---|"]
+    for p in projections:
         pipe = "n/a" if p.pipeline_us_per_example is None else f"{p.pipeline_us_per_example:.0f}"
         speed = p.note if p.speedup is None else f"{p.speedup:.2f}x"
-        lines.append(f"| {p.devices} | {pipe} | {p.ddp_us_per_example:.0f} | {speed} |")
-    return "\n".join(lines)
+        rows.append(f"| {p.devices} | {pipe} | {p.ddp_us_per_example:.0f} | {speed} |")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -480,6 +504,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--devices", type=int, nargs="+", default=[2, 4, 8, 16])
+    parser.add_argument("--link", type=float, nargs=2, metavar=("LATENCY_US", "GB_PER_S"),
+                        help="project with this link instead of the one measured between the processes")
     args = parser.parse_args(argv)
     options = {"context_error": False} if args.method == "forward_only" else {}
     try:  # bad sizes are the user's to fix: a one-line message, not a traceback
@@ -487,7 +513,8 @@ def main(argv: list[str] | None = None) -> None:
                              steps=args.steps, processes=args.processes,
                              task_options={"model": "vit", "vit": {"patch_size": 2, "dim": args.dim,
                                                                    "depth": args.depth, "heads": 4}})
-        print(_table(measure(cfg, args.devices)))
+        assumed = None if args.link is None else (args.link[0] * 1e-6, args.link[1] * 1e9)
+        print(_table(measure(cfg, args.devices, assumed)))
     except (ValueError, ConfigError) as exc:
         parser.error(str(exc))
 
