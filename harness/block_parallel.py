@@ -52,7 +52,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 import torch.distributed as dist
@@ -71,8 +71,11 @@ Mode = Literal["sequential", "pipeline", "ddp", "profile"]
 START_METHOD = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
 
 
+@runtime_checkable
 class StagedMethod(Protocol):
-    """A method whose update splits into contiguous ranges of blocks with messages only forward."""
+    """A method whose update splits into contiguous ranges of blocks with messages only forward
+    (local_learning, forward_only). Declared here, beside its only user; it belongs with the other
+    optional hooks in harness/interface/hooks.py once that file's owner agrees."""
 
     def stage_step(self, first: int, last: int, inputs: Tensor, batch: Batch) -> tuple[Tensor, float | None]: ...
 
@@ -166,7 +169,7 @@ def split_blocks(seconds: list[float], parts: int) -> list[tuple[int, int]]:
 
 def check_staged(method: Any, model: BlockModel, batch: Batch, ranges: list[tuple[int, int]]) -> None:
     """Raise, before any process starts, when `method` cannot run these stages (on a throwaway copy)."""
-    if not callable(getattr(method, "stage_step", None)):
+    if not isinstance(method, StagedMethod):
         raise ValueError(f"{type(method).__name__} has no stage_step: block-parallel training serves methods "
                          f"whose blocks learn from their input alone (local_learning, forward_only)")
     h = batch.inputs
