@@ -9,9 +9,10 @@ t - s while stage s+1 works on batch t - s - 1 (PipeDream-style 1F1B without the
 hence no weight staleness and no flush). The pipeline's micro-batches are the method's own
 batches; only activations travel, forward (torch.distributed send/recv over gloo, on CPUs;
 NCCL with one GPU per process would carry the same calls, but that path is not written or
-tested yet: every process runs on the CPU). It is the same learning as the sequential `step`: stage s sees batch t exactly as
-the sequential step's blocks see it, because every block's input at batch t was made by the
-block below's weights after batch t-1 in both (tests/test_block_parallel.py checks the weights).
+tested yet: every process runs on the CPU). It is the same learning as the sequential `step`:
+stage s sees batch t exactly as the sequential step's blocks see it, because every block's
+input at batch t was made by the block below's weights after batch t-1 in both
+(tests/test_block_parallel.py checks the weights).
 Each process draws the same seeded data order and reads the targets itself (as DDP ranks do),
 so only activations are sent.
 
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import socket
 import statistics
 import tempfile
@@ -50,7 +52,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 import torch.distributed as dist
@@ -61,7 +63,7 @@ from torch.nn.parallel import DistributedDataParallel
 from harness.interface import Batch, BlockModel, SetupContext
 from harness.loops.common import cell_generators, seed_everything
 from harness.registry import get_method, get_task
-from harness.typed_config import build_dataclass
+from harness.typed_config import ConfigError, build_dataclass
 
 Mode = Literal["sequential", "pipeline", "ddp", "profile"]
 # fork: the processes inherit the imported torch and harness (spawn re-imports them, seconds each
@@ -69,8 +71,11 @@ Mode = Literal["sequential", "pipeline", "ddp", "profile"]
 START_METHOD = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
 
 
+@runtime_checkable
 class StagedMethod(Protocol):
-    """A method whose update splits into contiguous ranges of blocks with messages only forward."""
+    """A method whose update splits into contiguous ranges of blocks with messages only forward
+    (local_learning, forward_only). Declared here, beside its only user; it belongs with the other
+    optional hooks in harness/interface/hooks.py once that file's owner agrees."""
 
     def stage_step(self, first: int, last: int, inputs: Tensor, batch: Batch) -> tuple[Tensor, float | None]: ...
 
@@ -164,7 +169,7 @@ def split_blocks(seconds: list[float], parts: int) -> list[tuple[int, int]]:
 
 def check_staged(method: Any, model: BlockModel, batch: Batch, ranges: list[tuple[int, int]]) -> None:
     """Raise, before any process starts, when `method` cannot run these stages (on a throwaway copy)."""
-    if not callable(getattr(method, "stage_step", None)):
+    if not isinstance(method, StagedMethod):
         raise ValueError(f"{type(method).__name__} has no stage_step: block-parallel training serves methods "
                          f"whose blocks learn from their input alone (local_learning, forward_only)")
     h = batch.inputs
@@ -285,10 +290,11 @@ def _pipeline_rank(rank: int, cfg: ParallelConfig, ranges: list[tuple[int, int]]
 
 def _boundary_shapes(cfg: ParallelConfig, method: Any, model: BlockModel, ranges: list[tuple[int, int]]
                      ) -> list[tuple[int, ...]]:
-    """[batch, ...] shape of what each stage sends (a partial last batch is sent as is: the
-    receiver's buffer is sized for a full batch, so the steps are cut to whole batches)."""
+    """[batch, ...] shape of what each stage sends (every batch is whole: `build` skips an
+    epoch's partial last batch, so one receive buffer shape serves every step)."""
     with torch.no_grad():
         was = model.training
+        model.eval()
         outputs = model.block_outputs(torch.zeros(cfg.batch_size, *method.ctx.task.describe()["input_shape"]))
         model.train(was)
     return [tuple(outputs[last].shape) for _, last in ranges]
@@ -369,8 +375,11 @@ def pipeline_seconds(stage_seconds: list[float], message_seconds: list[float], b
 
 def link(latency_seconds: float, message_seconds: float, message_bytes: int) -> tuple[float, float]:
     """(latency s, bandwidth B/s) of a link from a timed one-number message and a timed message of
-    `message_bytes`: what the larger one took beyond the latency is its bytes over the bandwidth."""
-    return latency_seconds, message_bytes / max(message_seconds - latency_seconds, 1e-9)
+    `message_bytes`: what the larger one took beyond the latency is its bytes over the bandwidth.
+    When it took no longer (a busy machine: the round trip is scheduling delay), the bandwidth is
+    unresolved and returned as inf: the whole message time is then counted as latency."""
+    extra = message_seconds - latency_seconds
+    return latency_seconds, message_bytes / extra if extra > 0 else math.inf
 
 
 def ddp_seconds(one_process_step: float, gradient_bytes: int, processes: int, latency: float, bandwidth: float,
@@ -424,9 +433,15 @@ class Measurement:
     projections: list[Projection]
     stage_seconds: list[float]
     ranges: list[tuple[int, int]]
+    latency_us: float  # the link measured between the processes (gloo, loopback)
+    bandwidth_mb_s: float
+    assumed: tuple[float, float] | None = None  # (latency us, MB/s) given with --link
+    assumed_projections: list[Projection] | None = None  # the projection on that link
 
 
-def measure(cfg: ParallelConfig, devices: list[int]) -> Measurement:
+def measure(cfg: ParallelConfig, devices: list[int], assumed_link: tuple[float, float] | None = None) -> Measurement:
+    """Every run of the module docstring; with `assumed_link` = (latency s, bandwidth B/s) the
+    projection is also made on that link (the 15% check always uses the measured message time)."""
     examples = cfg.steps * cfg.batch_size
     profile = run_profile(cfg, cfg.method, cfg.method_options)
     ranges = split_blocks(profile.block_seconds, cfg.processes)
@@ -441,9 +456,12 @@ def measure(cfg: ParallelConfig, devices: list[int]) -> Measurement:
     backprop_step = statistics.fmean(backprop.compute[1:])
     projections = project(profile, backprop_step, ddp[0].gradient_bytes, latency, bandwidth, cfg.batch_size,
                           cfg.steps, devices)
+    assumed = None if assumed_link is None else project(profile, backprop_step, ddp[0].gradient_bytes, *assumed_link,
+                                                        cfg.batch_size, cfg.steps, devices)
     return Measurement(cfg, sequential.wall / examples * 1e6, backprop.wall / examples * 1e6,
                        max(r.wall for r in pipe) / examples * 1e6, max(r.wall for r in ddp) / examples * 1e6,
-                       check * 1e6, projections, stage_seconds, ranges)
+                       check * 1e6, projections, stage_seconds, ranges, latency * 1e6, bandwidth / 1e6,
+                       None if assumed_link is None else (assumed_link[0] * 1e6, assumed_link[1] / 1e6), assumed)
 
 
 def _table(m: Measurement) -> str:
@@ -461,12 +479,23 @@ def _table(m: Measurement) -> str:
              "",
              f"speedup, pipelined {m.config.method} over DDP backprop on {P} processes: {m.ddp_us / m.pipeline_us:.2f}x",
              "",
-             "| devices | pipelined us/example | DDP backprop us/example | speedup |", "|---|---|---|---|"]
-    for p in m.projections:
+             f"projection on the link measured between the processes: latency {m.latency_us:.0f} us, "
+             + (f"bandwidth {m.bandwidth_mb_s:,.0f} MB/s" if math.isfinite(m.bandwidth_mb_s) else
+                "bandwidth unresolved (a large message took no longer than a small one: the machine is busy, "
+                "the latency is mostly scheduling delay)"), "", *_projection_rows(m.projections)]
+    if m.assumed is not None and m.assumed_projections is not None:
+        lines += ["", f"projection on an assumed link (--link): latency {m.assumed[0]:.0f} us, "
+                  f"bandwidth {m.assumed[1]:,.0f} MB/s", "", *_projection_rows(m.assumed_projections)]
+    return "\n".join(lines)
+
+
+def _projection_rows(projections: list[Projection]) -> list[str]:
+    rows = ["| devices | pipelined us/example | DDP backprop us/example | speedup |", "|---|---|---|---|"]
+    for p in projections:
         pipe = "n/a" if p.pipeline_us_per_example is None else f"{p.pipeline_us_per_example:.0f}"
         speed = p.note if p.speedup is None else f"{p.speedup:.2f}x"
-        lines.append(f"| {p.devices} | {pipe} | {p.ddp_us_per_example:.0f} | {speed} |")
-    return "\n".join(lines)
+        rows.append(f"| {p.devices} | {pipe} | {p.ddp_us_per_example:.0f} | {speed} |")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -478,13 +507,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--devices", type=int, nargs="+", default=[2, 4, 8, 16])
+    parser.add_argument("--link", type=float, nargs=2, metavar=("LATENCY_US", "GB_PER_S"),
+                        help="project with this link instead of the one measured between the processes")
     args = parser.parse_args(argv)
     options = {"context_error": False} if args.method == "forward_only" else {}
-    cfg = ParallelConfig(method=args.method, method_options=options, batch_size=args.batch_size, steps=args.steps,
-                         processes=args.processes,
-                         task_options={"model": "vit", "vit": {"patch_size": 2, "dim": args.dim, "depth": args.depth,
-                                                               "heads": 4}})
-    print(_table(measure(cfg, args.devices)))
+    try:  # bad sizes are the user's to fix: a one-line message, not a traceback
+        cfg = ParallelConfig(method=args.method, method_options=options, batch_size=args.batch_size,
+                             steps=args.steps, processes=args.processes,
+                             task_options={"model": "vit", "vit": {"patch_size": 2, "dim": args.dim,
+                                                                   "depth": args.depth, "heads": 4}})
+        assumed = None if args.link is None else (args.link[0] * 1e-6, args.link[1] * 1e9)
+        print(_table(measure(cfg, args.devices, assumed)))
+    except (ValueError, ConfigError) as exc:
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import torch
 
 from harness.loops.memory_only import GPU_BYTES, META_STEPS, measure_steps
 from harness.registry import get_method, get_task
-from harness.typed_config import build_dataclass
+from harness.typed_config import ConfigError, build_dataclass
 
 MIB = 2**20
 # (label, method, config overrides): the local methods and every backprop variant a memory claim is held against
@@ -131,7 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cfg = SweepConfig(task=args.task, patch_size=args.patch_size, dim=args.dim, heads=args.heads,
                       mlp_ratio=args.mlp_ratio, batch_size=args.batch_size, depths=tuple(args.depths))
-    peaks = sweep(cfg)
+    try:  # bad sizes are the user's to fix: a one-line message, not a traceback
+        peaks = sweep(cfg)
+    except (ValueError, ConfigError) as exc:
+        parser.error(str(exc))
     print(table(cfg, peaks))
     if args.gpus:
         print()

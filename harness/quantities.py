@@ -513,6 +513,7 @@ QUANTITIES["control_plasticity_gap"] = Quantity(
 # --------------------------------------------------------------------------- stability (block-parallel branch)
 
 SPIKE_FACTOR = 1.5  # an interval's mean training loss this many times the lowest before it is a spike
+LEARNED = 0.8  # a run whose lowest interval loss stays above this share of its first did not train
 
 
 def _spike_rate(record: Record, target: float | None) -> Reading:
@@ -525,6 +526,9 @@ def _spike_rate(record: Record, target: float | None) -> Reading:
                       "rate needs two or more (lower eval_every)")
     if not all(math.isfinite(x) for x in losses):
         return Reading.exact(1.0)
+    if min(losses) > LEARNED * losses[0]:  # a flat curve has no spikes, and says nothing about stability
+        raise Missing(f"{record.method} seed {record.seed} did not train (lowest interval loss {min(losses):.3g}, "
+                      f"first {losses[0]:.3g}): a run that does not learn is not evidence of stable training")
     spikes = sum(loss > SPIKE_FACTOR * min(losses[:i]) for i, loss in enumerate(losses) if i > 0)
     return Reading.exact(spikes / (len(losses) - 1))
 

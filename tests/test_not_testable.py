@@ -23,6 +23,8 @@ def test_spike_rate_counts_jumps_above_the_lowest_loss_so_far() -> None:
     assert spikes(_curve(None, 2.0, 1.0, 0.8, 0.7), None).value == 0.0
     assert spikes(_curve(None, 2.0, 1.0, 1.6, 0.9, 0.5), None).value == pytest.approx(1 / 4)  # 1.6 > 1.5 x 1.0
     assert spikes(_curve(2.0, float("nan"), 1.0), None).value == 1.0
+    with pytest.raises(Missing, match="did not train"):  # flat: no spike, and no evidence either
+        spikes(_curve(2.4, 2.3, 2.28, 2.29), None)
     with pytest.raises(Missing, match="two or more"):
         spikes(_curve(None, 1.0), None)
     diverged = SimpleNamespace(**{**vars(_curve(2.0)), "status": "diverged"})
