@@ -312,6 +312,8 @@ def resolution(quantity: Quantity, method: Sequence[Record], baseline: Sequence[
     q the share of examples on which exactly one side is right. q is not recorded, so its
     largest value given both accuracies is used: min(pm, 1 - pb) + min(pb, 1 - pm).
     """
+    if quantity.name == "loss_spike_rate":
+        return spike_rate_resolution(method)
     if quantity.name not in ("accuracy_gap", "shift_gap", "forgetting_gap"):
         return 0.0, 0.0, ""
     done = [r for r in (*method, *baseline) if r.completed]
@@ -510,7 +512,7 @@ QUANTITIES["control_plasticity_gap"] = Quantity(
     worst=_worst_return)
 
 
-# --------------------------------------------------------------------------- stability (block-parallel branch)
+# ------------------------------------------------- stability: loss spikes as a proxy
 
 SPIKE_FACTOR = 1.5  # an interval's mean training loss this many times the lowest before it is a spike
 LEARNED = 0.8  # a run whose lowest interval loss stays above this share of its first did not train
@@ -531,6 +533,17 @@ def _spike_rate(record: Record, target: float | None) -> Reading:
                       f"first {losses[0]:.3g}): a run that does not learn is not evidence of stable training")
     spikes = sum(loss > SPIKE_FACTOR * min(losses[:i]) for i, loss in enumerate(losses) if i > 0)
     return Reading.exact(spikes / (len(losses) - 1))
+
+
+def spike_rate_resolution(method: Sequence[Record]) -> tuple[float, float, str]:
+    """(step, 0, note) of a spike rate: a count over a run's k intervals moves in steps of 1/k, so
+    seeds that all read 0 spikes are evidence of a rate below about 1/k, not of a rate of 0."""
+    counts = [sum(p.get("train_loss") is not None for p in r.curve or []) - 1 for r in method if r.completed]
+    counts = [k for k in counts if k > 0]
+    if not counts:
+        return 0.0, 0.0, ""
+    k = min(counts)
+    return 1 / k, 0.0, f"a rate over {k} evaluation intervals per run: step 1/{k}"
 
 
 def _worst_spike_rate(record: Record, partner: Record | None) -> Reading:

@@ -45,3 +45,22 @@ def test_a_not_testable_claim_keeps_its_proxy_beside_the_verdict(tmp_path: Path)
     proxy = document["proxy"]
     assert proxy["verdict"] in ("supported", "refuted", "inconclusive"), proxy
     assert [0 <= row["value"] <= 1 for row in document["per_seed"]] == [True] * 3
+
+
+def test_seeds_that_all_read_zero_spikes_are_not_a_zero_width_support() -> None:
+    """A rate counted over k intervals moves in steps of 1/k: three runs without a spike in 10 intervals
+    each cannot support 'rate <= 0.05' (a rate of 1 in 20 would read 0 as often as not); over 200
+    intervals they can."""
+    from harness.claims import _verdict
+    from harness.quantities import resolution
+    from harness.stats import Relation
+
+    quantity = QUANTITIES["loss_spike_rate"]
+    for intervals, expected in ((10, "inconclusive"), (200, "supported")):
+        runs = [SimpleNamespace(**{**vars(_curve(*[2.0 - i / (2 * intervals) for i in range(intervals + 1)])),
+                                   "completed": True}) for _ in range(3)]
+        step, shared, note = resolution(quantity, runs, [])
+        assert step == pytest.approx(1 / intervals) and f"{intervals} evaluation intervals" in note
+        rows = [{"seed": s, "method": 0.0, "baseline": None, "value": 0.0, "low": 0.0, "high": 0.0} for s in range(3)]
+        document = _verdict(rows, quantity, Relation.parse("<= 0.05"), 1, 0.05, step, shared, note)
+        assert document["verdict"] == expected, document
