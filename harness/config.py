@@ -13,6 +13,8 @@ Keys of a suite (top level):
     tasks         {label: {task: <registered task>, <task config keys>...}}
     task          a label or a list of labels: run only those tasks of the suite
     method        a method name, a list of names, or "all" (every registered method)
+    method_exclude names that `method: all` leaves out in this suite (e.g. continual-learning
+                  references in an i.i.d. suite); a method named explicitly still runs
     method_options {method name: {<method config keys>...}}: suite defaults per method
     seeds         how many seeds (0..n-1), or an explicit list of seeds
     budget        exactly one of {steps|examples|forward_equivalents|seconds: value}
@@ -65,7 +67,7 @@ SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TOP_LEVEL_KEYS = (
     "suite", "description", "tasks", "task", "method", "method_options", "seeds", "budget", "batch_size",
     "eval_every", "device", "threads", "meter", "launcher", "shift", "data_dir", "results_dir", "profile", "profiles",
-    "pretrain_method", "schedule",
+    "pretrain_method", "schedule", "method_exclude",
 )
 # The one schedule rule: a suite's `schedule:` sets these keys for every method that has them,
 # so no method decays its rate next to one that keeps it constant (issue: fair protocol).
@@ -355,7 +357,14 @@ def _select_tasks(tasks: tuple[TaskSpec, ...], selection: Any) -> tuple[TaskSpec
 def _methods(raw: dict[str, Any], tasks: tuple[TaskSpec, ...]) -> tuple[tuple[MethodSpec, ...], tuple[str, ...]]:
     """The selected methods (each once) and notes on what was dropped."""
     selection = raw.get("method", "all")
-    names = registry.method_names() if selection == "all" else selection
+    excluded = raw.get("method_exclude") or []
+    if not isinstance(excluded, (list, tuple)):
+        raise ConfigError(f"method_exclude must be a list of method names, got {excluded!r}.")
+    for name in excluded:
+        if str(name) not in registry.method_names():
+            _unknown_method(str(name), "method_exclude")
+    names = ([n for n in registry.method_names() if n not in {str(e) for e in excluded}] if selection == "all"
+             else selection)
     if isinstance(names, str):
         names = [names]
     if not isinstance(names, (list, tuple)) or not names:

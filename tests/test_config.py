@@ -114,3 +114,16 @@ def test_shipped_suite_rejects_misspelled_method() -> None:
 
 def test_parse_overrides_reads_yaml_values() -> None:
     assert parse_overrides(["a=[x,y]", "b=true", "c=null", "d=3"]) == [("a", ["x", "y"]), ("b", True), ("c", None), ("d", 3)]
+
+
+def test_method_exclude_leaves_methods_out_of_all_only(suite: str) -> None:
+    def names(*overrides: str) -> list[str]:
+        return [m.name for m in resolve([f"suite={suite}", *overrides]).methods]
+
+    everything = names("method=all")
+    assert "replay" in everything and "backprop" in everything
+    left = names("method=all", "method_exclude=[replay]")
+    assert "replay" not in left and set(everything) - set(left) == {"replay"}
+    assert names("method=replay", "method_exclude=[replay]") == ["replay"]  # named explicitly: it runs
+    with pytest.raises(ConfigError, match='method_exclude: unknown method .*Did you mean "replay"'):
+        names("method=all", "method_exclude=[repaly]")
