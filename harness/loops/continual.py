@@ -72,7 +72,6 @@ def train_continual(cell: Cell, task: ContinualTask, method_cls: type,
             for split in SPLITS:
                 matrix[split].append(loop.timed(_accuracies, task, method, split, device))
 
-    common = loop.results()
     continual: dict[str, Any] = {
         "scenario": task.scenario, "regime": task.regime, "experiences": n,
         "budget_per_experience": {cell.budget.kind: cell.budget.value}, "phase_end_steps": phase_steps,
@@ -81,7 +80,7 @@ def train_continual(cell: Cell, task: ContinualTask, method_cls: type,
         "selection": "last state (continual learning keeps no validation-selected state)",
     }
     if diverged is not None:
-        return {"status": "diverged", "error": diverged, "final": None, "continual": continual, **common}
+        return {"status": "diverged", "error": diverged, "final": None, "continual": continual, **loop.results()}
 
     scores = {split: continual_metrics(matrix[split], random_init[split]) for split in SPLITS}
     continual.update(scores["test"])
@@ -92,5 +91,4 @@ def train_continual(cell: Cell, task: ContinualTask, method_cls: type,
     }
     if cell.shift.enabled:
         final["shift"] = loop.timed(shift_scores, task, method, device, cell, final["test"]["accuracy"], phase="shift")
-    common["timing"]["eval_seconds"] = loop.eval_seconds
-    return {"status": "completed", "final": final, "continual": continual, **common}
+    return {"status": "completed", "final": final, "continual": continual, **loop.results()}  # after shift: its seconds count
