@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,12 +124,19 @@ def execute(cell: Cell, results_dir: Path, on_progress: ProgressCallback | None 
     return "ran", record
 
 
-def pretrained_state(pretrain: Cell, store: Store, on_progress: ProgressCallback | None) -> dict[str, Any]:
-    """The selected model state of `pretrain`, training it first when the store lacks it."""
-    outcome, record = execute(pretrain, store.root, on_progress)
-    if outcome == "busy":
-        raise RuntimeError(f"its pretraining cell {pretrain} ({pretrain.run_id}) is being trained by another worker; "
-                           "run again when it has finished.")
+PRETRAIN_POLL_S = 2.0
+
+
+def pretrained_state(pretrain: Cell, store: Store, on_progress: ProgressCallback | None,
+                     poll_seconds: float = PRETRAIN_POLL_S) -> dict[str, Any]:
+    """The selected model state of `pretrain`, training it first when the store lacks it.
+
+    When another worker holds the pretraining cell (a claim launches a fine-tuning cell beside
+    the pretraining cell it starts from), wait for it rather than fail: its lock goes when it
+    finishes or its process dies, and the fine-tuning cell then reads or trains it."""
+    while (found := execute(pretrain, store.root, on_progress))[0] == "busy":
+        time.sleep(poll_seconds)
+    record = found[1]
     if record is None or not record.completed:
         status = None if record is None else f"{record.status}: {record.error}"
         raise RuntimeError(f"its pretraining cell {pretrain} ({pretrain.run_id}) did not complete ({status}).")

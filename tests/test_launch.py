@@ -176,3 +176,25 @@ def test_cells_per_device_runs_cells_side_by_side_each_once(sweep_cells, tmp_pat
     outcomes = launch(sweep_cells, tmp_path, LauncherConfig(cells_per_device=2))
     assert outcomes == {"ran": len(sweep_cells), "done": 0, "busy": 0}
     assert len(_learning(tmp_path)) == len(sweep_cells)
+
+
+def test_a_fine_tuning_cell_waits_for_its_pretraining_cell_held_by_another_worker(sweep_cells, tmp_path: Path) -> None:
+    """A claim launches fine-tuning cells beside their pretraining cell: a worker that finds the
+    pretraining cell claimed waits for it instead of recording its own cell as failed."""
+    import threading
+
+    from harness.execute import pretrained_state
+    from harness.locks import try_claim
+    from harness.store import Store
+
+    store = Store(tmp_path)
+    pretrain = sweep_cells[0]
+    claim = try_claim(store.record_path(pretrain.suite, pretrain.run_id).parent)
+    assert claim is not None
+    threading.Timer(0.5, claim.release).start()  # the other worker gives the cell up (finishes or dies)
+    started = time.monotonic()
+    # a sweep cell keeps no model state: once it may, the wait ends in training the cell, then in that message
+    with pytest.raises(RuntimeError, match="model.pt"):
+        pretrained_state(pretrain, store, None, poll_seconds=0.05)
+    assert time.monotonic() - started >= 0.5
+    assert execute(pretrain, tmp_path)[0] == "done"  # trained by the waiting worker, not recorded as failed
