@@ -46,3 +46,11 @@ def test_installed_versions_are_the_pinned_ones() -> None:
             wrong.append(f"{name}: pinned {version}, installed {installed}")
     assert not wrong, ("installed without the lock; run pip install -c constraints.txt -e \".[dev]\":\n  "
                        + "\n  ".join(wrong))
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    """`.ci/run` runs the README's command 2 as written, so what CI checks is what a newcomer runs."""
+    root = CONSTRAINTS.parent
+    command = (root / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert command.endswith("python -m pytest") and "constraints.txt" in command
+    assert command in (root / "README.md").read_text().splitlines()
