@@ -111,8 +111,15 @@ def test_new_claim_template_loads(tmp_path: Path) -> None:
 
 
 def test_every_shipped_claim_file_is_valid() -> None:
+    """Each file loads, and its cells resolve (suite, profile, task, overrides, method configs):
+    a claim that names a profile its suite lacks fails here, not hours into `verify all`."""
+    from harness.claims import _cells
+
     for path in sorted(CLAIMS_DIR.glob("*.yaml")):
-        load_claim(path)
+        claim = load_claim(path)
+        for side in (claim.method, claim.baseline):
+            if side is not None:
+                assert _cells(claim, side, dict(side.config), [0], []), path.name
 
 
 def _fake_verdicts(monkeypatch, by_scale: dict[float, str]) -> list[dict]:
