@@ -34,8 +34,10 @@ def git_commit() -> str | None:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
+        # --no-optional-locks: `git status` otherwise takes .git/index.lock to refresh the index, and a
+        # status killed by the timeout on a busy machine leaves that lock behind, blocking the user's commits
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
             cwd=REPO_ROOT, capture_output=True, text=True, timeout=5, check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):

@@ -489,3 +489,22 @@ def test_any_record_shape_is_a_record_or_set_aside(finished, tmp_path: Path, pat
     assert path.exists() == (second is not None)
     for aside in path.parent.glob("record.json.corrupt-*"):
         aside.unlink()
+
+
+def test_the_git_status_of_every_record_takes_no_index_lock(monkeypatch) -> None:
+    """Each record reads `git status` under a timeout; a status killed mid-refresh on a busy machine
+    would leave .git/index.lock behind and block the user's next commit, so it must not take it."""
+    import subprocess
+
+    from harness import environment
+
+    calls = []
+
+    def run(args, **kwargs):
+        calls.append(args)
+        return subprocess.CompletedProcess(args, 0, stdout="abc\n", stderr="")
+
+    monkeypatch.setattr(environment.subprocess, "run", run)
+    assert environment.git_commit() == "abc+dirty"
+    status = [c for c in calls if "status" in c]
+    assert status and all("--no-optional-locks" in c[:c.index("status")] for c in status)
