@@ -52,7 +52,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -60,7 +60,7 @@ import torch.multiprocessing as mp
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
-from harness.interface import Batch, BlockModel, SetupContext
+from harness.interface import Batch, BlockModel, SetupContext, StagedMethod
 from harness.loops.common import cell_generators, seed_everything
 from harness.registry import get_method, get_task
 from harness.typed_config import ConfigError, build_dataclass
@@ -69,15 +69,6 @@ Mode = Literal["sequential", "pipeline", "ddp", "profile"]
 # fork: the processes inherit the imported torch and harness (spawn re-imports them, seconds each
 # on a busy machine); every process sets its own thread count before any work.
 START_METHOD = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-
-
-@runtime_checkable
-class StagedMethod(Protocol):
-    """A method whose update splits into contiguous ranges of blocks with messages only forward
-    (local_learning, forward_only). Declared here, beside its only user; it belongs with the other
-    optional hooks in harness/interface/hooks.py once that file's owner agrees."""
-
-    def stage_step(self, first: int, last: int, inputs: Tensor, batch: Batch) -> tuple[Tensor, float | None]: ...
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ Shapes, in one place:
 The whole contract is here, optional parts included: every hook a task or a method may
 offer is a small Protocol below (`ShiftableTask`, `FetchableTask`, `MemoryOnlyTask`,
 `ContinualTask`, `ControlTask`, `LMEvaluableTask`, `FineTuningConfig`; `Describable`,
-`MemoryVariants`, `ExperienceAware` for methods), and the harness looks for nothing else. `loop_for(task)`
+`MemoryVariants`, `ExperienceAware`, `StagedMethod` for methods), and the harness looks for nothing else. `loop_for(task)`
 is the one place that decides which loop a task runs in. Task kinds are `TaskKind`.
 
 Where each part lives (import everything from `harness.interface`):
@@ -64,6 +64,7 @@ from harness.interface.hooks import (
     MemoryOnlyTask,
     MemoryVariants,
     ShiftableTask,
+    StagedMethod,
     loop_for,
     memory_variants,
 )
@@ -92,6 +93,7 @@ __all__ = [
     'SetupContext',
     'ShiftConfig',
     'ShiftableTask',
+    'StagedMethod',
     'StepStats',
     'Task',
     'TaskDataError',

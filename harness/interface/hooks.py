@@ -57,6 +57,18 @@ class ExperienceAware(Protocol):
     def end_experience(self) -> str | None: ...
 
 
+@runtime_checkable
+class StagedMethod(Protocol):
+    """A method whose update splits into contiguous ranges of blocks with messages only forward
+    (local_learning, forward_only): harness/block_parallel.py runs each range in its own process.
+
+    `stage_step(first, last, inputs, batch)` updates blocks first..last-1 from `inputs` (the
+    previous range's output, or the batch's inputs for the first range) and returns the output
+    to send on and the range's local loss (None when it has none)."""
+
+    def stage_step(self, first: int, last: int, inputs: Tensor, batch: Batch) -> tuple[Tensor, float | None]: ...
+
+
 
 @runtime_checkable
 class ShiftableTask(Protocol):
