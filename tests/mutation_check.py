@@ -29,8 +29,8 @@ MUTANTS = [
      "value, low, high = _div(b.value, m.value), _div(b.low, m.high), _div(b.high, m.low)",
      "value, low, high = _div(m.value, b.value), _div(m.low, b.high), _div(m.high, b.low)"),
     ("drop the bound (never reached read as exact)", "harness/quantities.py",
-     "return Reading(spent, spent, math.inf, reached=False)",
-     "return Reading(spent, spent, spent, reached=False)"),
+     "spent = _spent(record, axis)\n    return Reading(spent, spent, math.inf, reached=False)",
+     "spent = _spent(record, axis)\n    return Reading(spent, spent, spent, reached=False)"),
     ("drop the bound (decide on values, not on low/high ends)", "harness/claims.py",
      'evidence = Evidence(tuple(scale(r.get("low", r["value"])) for r in rows),\n'
      '                        tuple(scale(r.get("high", r["value"])) for r in rows),',
