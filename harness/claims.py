@@ -30,6 +30,9 @@ The equal-tuning rule (AlgoPerf's external tuning ruleset):
 - a baseline that diverges is not a strong baseline: the claim is not comparable until
   it is tuned. A method that diverges is counted as the worst outcome for it, named in
   the verdict ("diverged in k of n seeds"), so it can be refuted.
+- the robustness check decides the claim again at x0.5 and x2 its budget (tuning included);
+  a fine-tuning task's cells keep starting from the checkpoint of the claim's own budget
+  (`pretrain_budget`): the budget scales the fine-tuning, not what it starts from.
 - memory quantities are also held against the baseline's declared `memory_variants`
   (harness/interface.py; backprop: activation checkpointing, bf16 autocast and both);
   the baseline is the variant with the least memory. The
@@ -123,8 +126,13 @@ def _cells(claim: Claim, side: Side, config: dict[str, Any], seeds: list[int],
     if not cells:
         raise ConfigError(f"claim {claim.id}: suite {claim.suite} has no task labelled {claim.task!r}.")
     budget = dict(extra).get("budget.steps") if any(k == "budget.steps" for k, _ in extra) else None
+    pretrain = {k.split(".", 1)[1]: float(v) for k, v in extra if k.startswith("pretrain_budget.")}
     for cell in cells:
         _check_cell(claim, side, config, seeds, cell, budget)
+        if cell.pretrain is not None and pretrain and \
+                {cell.pretrain.budget.kind: cell.pretrain.budget.value} != pretrain:
+            raise ConfigError(f"claim {claim.id}: the pretraining cell of {cell} has budget {cell.pretrain.budget}, "
+                              f"not the pinned {pretrain}; refusing to verify it on other cells.")
     return cells
 
 
@@ -304,7 +312,7 @@ def _robustness(claim: Claim, runner: ClaimCells, claim_path: Path | None, main:
     verdicts = {"x1": main["verdict"]}
     for scale in BUDGET_SCALES:
         scaled = dataclasses.replace(claim, budget={k: v * scale for k, v in base.items()})
-        verdicts[f"x{scale:g}"] = _verify_once(scaled, runner, claim_path)["verdict"]
+        verdicts[f"x{scale:g}"] = _verify_once(scaled, runner, claim_path, pretrain_budget=base)["verdict"]
     runner.used = used
     flips = [f"{verdict} at {name} budget" for name, verdict in verdicts.items() if verdict != main["verdict"]]
     return {"label": "fragile" if flips else "robust", "verdicts": verdicts, "budget": base,
@@ -312,8 +320,10 @@ def _robustness(claim: Claim, runner: ClaimCells, claim_path: Path | None, main:
                                                       f"x{BUDGET_SCALES[1]:g} the budget"}
 
 
-def _verify_once(claim: Claim, runner: ClaimCells, claim_path: Path | None = None) -> dict[str, Any]:
-    """One verdict of `claim` at its own budget."""
+def _verify_once(claim: Claim, runner: ClaimCells, claim_path: Path | None = None,
+                 pretrain_budget: dict[str, float] | None = None) -> dict[str, Any]:
+    """One verdict of `claim` at its own budget; fine-tuning cells start from a checkpoint
+    trained on `pretrain_budget` (default: the claim's budget)."""
     quantity = QUANTITIES[claim.quantity]
     relation = Relation.parse(claim.relation)
     seeds = list(range(claim.seeds))
@@ -338,11 +348,17 @@ def _verify_once(claim: Claim, runner: ClaimCells, claim_path: Path | None = Non
         device = resolve_device(str(dict(runner.extra).get("device", "auto")))
         _check_prerequisites(claim, device)
         memory = claim.quantity.startswith("memory")
-        extra = runner.extra + ([("budget.steps", MEMORY_STEPS)] if memory else [])
+        # fine-tuning cells start from the checkpoint of the claim's own budget, also when the
+        # robustness check scales the budget (a scaled pretraining would change the starting point)
+        pinned = [] if memory else [(f"pretrain_budget.{kind}", value)
+                                    for kind, value in (pretrain_budget or claim_budget(claim)).items()]
+        trial_extra = runner.extra + pinned
+        document["provenance"]["pretrain_budget"] = {k.split(".", 1)[1]: v for k, v in pinned} or None
+        extra = trial_extra + ([("budget.steps", MEMORY_STEPS)] if memory else [])
         method_config, baseline_config = dict(claim.method.config), dict(claim.baseline.config) if claim.baseline else {}
         if claim.baseline is not None and not memory:  # the learning rate changes no memory figure
             def run_trial(side: Side, config: dict[str, Any]) -> Record | None:
-                return runner.records(_cells(claim, side, config, [TUNING_SEED], runner.extra), "tuning")[TUNING_SEED]
+                return runner.records(_cells(claim, side, config, [TUNING_SEED], trial_extra), "tuning")[TUNING_SEED]
 
             method_config, baseline_config, document["tuning"] = tune_both(claim, run_trial, quantity)
             document["baseline_sweep"] = document["tuning"]["baseline"]

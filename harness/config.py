@@ -18,6 +18,8 @@ Keys of a suite (top level):
     method_options {method name: {<method config keys>...}}: suite defaults per method
     seeds         how many seeds (0..n-1), or an explicit list of seeds
     budget        exactly one of {steps|examples|forward_equivalents|seconds: value}
+    pretrain_budget the budget of the cells that fine-tuning tasks (`init_from`) start from, when it
+                  is not `budget` (claims pin it so that a scaled budget keeps the starting checkpoint)
     batch_size    training batch size
     eval_every    validation every this many steps (and always at the end)
     device        auto | cpu | cuda
@@ -67,7 +69,7 @@ SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TOP_LEVEL_KEYS = (
     "suite", "description", "tasks", "task", "method", "method_options", "seeds", "budget", "batch_size",
     "eval_every", "device", "threads", "meter", "launcher", "shift", "data_dir", "results_dir", "profile", "profiles",
-    "pretrain_method", "schedule", "method_exclude",
+    "pretrain_method", "pretrain_budget", "schedule", "method_exclude",
 )
 # The one schedule rule: a suite's `schedule:` sets these keys for every method that has them,
 # so no method decays its rate next to one that keeps it constant (issue: fair protocol).
@@ -122,8 +124,8 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     if head not in TOP_LEVEL_KEYS:
         raise ConfigError(f"unknown key {head!r}.{did_you_mean(head, list(TOP_LEVEL_KEYS))} "
                           f"Known keys: {', '.join(TOP_LEVEL_KEYS)}.")
-    if head == "budget" and len(parts) == 2:
-        raw["budget"] = {parts[1]: value}  # budget kinds are exclusive: a new kind replaces the old
+    if head in ("budget", "pretrain_budget") and len(parts) == 2:
+        raw[head] = {parts[1]: value}  # budget kinds are exclusive: a new kind replaces the old
         return
     if head == "method" and len(parts) > 1:
         names = registry.method_names()
@@ -208,6 +210,7 @@ def _validate(raw: dict[str, Any], profile: str | None, overrides: tuple[str, ..
     _check_env_steps(budget, tasks)
     methods, notes = _methods(raw, tasks)
     pretrain_method = _pretrain_method(raw, tasks)
+    pretrain_budget = None if raw.get("pretrain_budget") is None else _budget(raw["pretrain_budget"], "pretrain_budget")
     results_dir = raw.get("results_dir", "results")
     if results_dir is None or not str(results_dir).strip():
         raise ConfigError("results_dir is empty: name a directory, e.g. results_dir=results "
@@ -230,6 +233,7 @@ def _validate(raw: dict[str, Any], profile: str | None, overrides: tuple[str, ..
         profile=profile,
         overrides=overrides,
         pretrain_method=pretrain_method,
+        pretrain_budget=pretrain_budget,
         notes=notes,
     )
 
@@ -273,21 +277,21 @@ def _launcher(value: Any) -> LauncherConfig:
     return build_dataclass(LauncherConfig, value, "launcher")
 
 
-def _budget(value: Any) -> Budget:
+def _budget(value: Any, key: str = "budget") -> Budget:
     if not isinstance(value, dict) or len(value) != 1:
         raise ConfigError(
-            f"budget must name exactly one kind, e.g. budget.steps=300; got {value!r}. "
+            f"{key} must name exactly one kind, e.g. {key}.steps=300; got {value!r}. "
             f"Kinds: {', '.join(BUDGET_KINDS)}."
         )
     (kind, amount), = value.items()
     if kind not in BUDGET_KINDS:
-        raise ConfigError(f"unknown budget kind budget.{kind}.{did_you_mean(kind, list(BUDGET_KINDS))} "
+        raise ConfigError(f"unknown budget kind {key}.{kind}.{did_you_mean(kind, list(BUDGET_KINDS))} "
                           f"Kinds: {', '.join(BUDGET_KINDS)}.")
-    amount = coerce(amount, float, f"budget.{kind}")
+    amount = coerce(amount, float, f"{key}.{kind}")
     try:
         return Budget(kind, amount)
     except ValueError as exc:
-        raise ConfigError(f"{exc} (set e.g. budget.{kind}=1000).") from exc
+        raise ConfigError(f"{exc} (set e.g. {key}.{kind}=1000).") from exc
 
 
 def _check_env_steps(budget: Budget, tasks: tuple[TaskSpec, ...]) -> None:

@@ -92,13 +92,13 @@ def plan(run: RunConfig) -> list[Cell]:
             )
     labels = {task.label: task for task in run.tasks}
 
-    def cell(task: TaskSpec, method: MethodSpec, seed: int) -> Cell:
+    def cell(task: TaskSpec, method: MethodSpec, seed: int, budget: Budget | None = None) -> Cell:
         pretrain = None
         if isinstance(task.config, FineTuningConfig) and task.config.init_from is not None:
             # config.py checked the label, that the pretraining task is no fine-tune, and the method
             assert run.pretrain_method is not None
-            pretrain = cell(labels[task.config.init_from], run.pretrain_method, seed)
-        return Cell(run.suite, task, method, seed, run.budget, run.batch_size, run.eval_every, device, run.threads,
+            pretrain = cell(labels[task.config.init_from], run.pretrain_method, seed, run.pretrain_budget)
+        return Cell(run.suite, task, method, seed, budget or run.budget, run.batch_size, run.eval_every, device, run.threads,
                     run.meter, run.shift, pretrain)
 
     return [cell(task, method, seed) for task in run.tasks for method in run.methods for seed in run.seeds]

@@ -85,6 +85,9 @@ class RunConfig:
     profile: str | None = None
     overrides: tuple[str, ...] = field(default=())
     pretrain_method: MethodSpec | None = None  # trains the `init_from` task of fine-tuning tasks
+    # the pretraining cells' budget when it is not `budget` (claims pin it: scaling a fine-tuning claim's
+    # budget must not change the checkpoint it starts from); None: the suite's `budget`
+    pretrain_budget: Budget | None = None
     notes: tuple[str, ...] = field(default=())  # what resolution changed, for the user (duplicates dropped)
 
 

@@ -128,7 +128,7 @@ def _fake_verdicts(monkeypatch, by_scale: dict[float, str]) -> list[dict]:
 
     seen = []
 
-    def once(claim, runner, claim_path=None):
+    def once(claim, runner, claim_path=None, pretrain_budget=None):
         scale = 1.0 if claim.budget == {"steps": 100} else claim.budget["steps"] / 100
         seen.append(claim.budget)
         return {"verdict": by_scale[scale], "reason": f"at x{scale:g}"}
