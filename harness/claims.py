@@ -46,6 +46,7 @@ import dataclasses
 import hashlib
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -78,6 +79,7 @@ __all__ = ["CLAIMS_DIR", "ClaimCells", "claim_paths", "find_claim", "load_claim"
            "staleness", "verify", "write_verdict"]
 
 MEMORY_STEPS = 5
+RoundCallback = Callable[[list[Cell], int], None]
 
 
 def file_sha256(path: Path) -> str:
@@ -173,6 +175,10 @@ class ClaimCells:
     collecting: bool = False  # `prepare`: cells the store lacks are gathered in `pending`, not trained
     pending: dict[str, Cell] = field(default_factory=dict)
     attempted: set[str] = field(default_factory=set)  # launched by `prepare`: not gathered again (a failure stays)
+    # `prepare`: compared cells a later round will ask for once this round's tuning trials are in
+    # (an upper bound: some may be recorded already, or shared by claims); see `on_round`
+    later: int = 0
+    on_round: RoundCallback | None = None  # (this round's cells, cells expected in later rounds)
 
     def __post_init__(self) -> None:
         check_overrides(self.extra, "command line")
@@ -209,12 +215,14 @@ def prepare(claims: list[tuple[Claim, Path]], runner: ClaimCells, robustness: bo
     runner.collecting, rounds = True, 0
     try:
         while True:
-            runner.pending = {}
+            runner.pending, runner.later = {}, 0
             for claim, path in claims:
                 verify(claim, runner, path, robustness)
             if not runner.pending:
                 return rounds
             runner.attempted |= set(runner.pending)
+            if runner.on_round is not None:
+                runner.on_round(list(runner.pending.values()), runner.later)
             outcomes = launch(list(runner.pending.values()), runner.store.root, runner.launcher, runner.on_progress,
                               runner.on_record)
             runner.ran += outcomes["ran"]
@@ -360,7 +368,13 @@ def _verify_once(claim: Claim, runner: ClaimCells, claim_path: Path | None = Non
             def run_trial(side: Side, config: dict[str, Any]) -> Record | None:
                 return runner.records(_cells(claim, side, config, [TUNING_SEED], trial_extra), "tuning")[TUNING_SEED]
 
-            method_config, baseline_config, document["tuning"] = tune_both(claim, run_trial, quantity)
+            waiting = len(runner.pending)
+            try:
+                method_config, baseline_config, document["tuning"] = tune_both(claim, run_trial, quantity)
+            except NotComparable:
+                if runner.collecting and len(runner.pending) > waiting:  # trials to come, then both sides' seeds
+                    runner.later += 2 * len(seeds)
+                raise
             document["baseline_sweep"] = document["tuning"]["baseline"]
         method_cells = _cells(claim, claim.method, method_config, seeds, extra)
         document["provenance"]["method"] = _resolved(method_cells[0], method_config)

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from harness.cli_common import Display, console, directory_of, fail
 from harness.config import SUITES_DIR
+from harness.launch import local_workers
 from harness.store import Store, StoreError
 from harness.typed_config import ConfigError, parse_overrides
 
@@ -52,11 +53,12 @@ def cmd_claims(args: argparse.Namespace) -> int:
         store.check_writable()
     except StoreError as exc:
         return fail(str(exc))
-    display = Display(None)
     try:
-        runner = claims_mod.ClaimCells(store, extra, display.on_progress, display.on_record)
+        runner = claims_mod.ClaimCells(store, extra)
     except ConfigError as exc:
         return fail(str(exc))
+    display = Display(None, local_workers(runner.launcher))
+    runner.on_progress, runner.on_record, runner.on_round = display.on_progress, display.on_record, display.on_round
     verdicts = []
     with display.progress:
         try:  # every cell of every claim first, launched together (launcher.* says where)

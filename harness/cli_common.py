@@ -63,6 +63,7 @@ class Display:
         self.overall = self.progress.add_task("all cells", total=total, info="")
         self.running: dict[str, tuple[Any, float]] = {}  # run id -> (bar, fraction)
         self.finished = 0
+        self.total_is_bound = False  # claims: later rounds' cells are counted at most (some may be recorded)
         self._last_update = 0.0
         self._last_line = time.monotonic()  # without a terminal rich draws no bars: a plain line instead
 
@@ -89,15 +90,26 @@ class Display:
         self.progress.update(self.overall, completed=self.finished + sum(f for _, f in self.running.values()), info=info)
         if not self.progress.console.is_terminal and now - self._last_line >= LOG_LINE_S:
             self._last_line = now  # a log or a pipe: one plain line a minute, so a long run is not silent
-            total = "?" if self.eta.total is None else self.eta.total
+            total = "?" if self.eta.total is None else f"{'at most ' if self.total_is_bound else ''}{self.eta.total}"
             self.progress.console.print(f"progress: {self.finished}/{total} cells recorded, {len(self.running)} running; "
                                         f"{info}", highlight=False)
 
+    def on_round(self, cells: list[Cell], later: int) -> None:
+        """Claims train in rounds (the compared seeds wait for the tuning trials' winner): each
+        round's cells become known when it starts, and `later` is how many the following rounds
+        are expected to add (an upper bound), so the total and the time left cover them too."""
+        for cell in cells:
+            self.eta.queued_groups[cell.task.label] = self.eta.queued_groups.get(cell.task.label, 0) + 1
+        self.eta.total = self.finished + len(self.running) + len(cells) + later
+        self.total_is_bound = later > 0
+        self.progress.update(self.overall, total=self.eta.total)
+
     def on_record(self, cell: Cell, outcome: str, record: Record | None) -> None:
         self.finished += 1
-        bar = self.running.pop(cell.run_id, (None, 0.0))[0]
-        if bar is not None:
-            self.progress.remove_task(bar)
+        for run_id in (cell.run_id, *([cell.pretrain.run_id] if cell.pretrain is not None else [])):
+            bar = self.running.pop(run_id, (None, 0.0))[0]  # a pretraining cell trained inside its fine-tuning
+            if bar is not None:                               # cell's worker reports progress under its own id
+                self.progress.remove_task(bar)
         self.eta.finished(cell.run_id, cell.task.label, time.monotonic())
         self._update_overall(time.monotonic())
         if outcome == "busy":

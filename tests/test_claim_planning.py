@@ -1,0 +1,82 @@
+"""A fine-tuning claim's robustness check scales the fine-tuning budget, never the checkpoint
+it starts from: every budget's cells start from the pretraining cell of the claim's own budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from harness import claims as claims_mod
+from harness.claims import CLAIMS_DIR, ClaimCells, load_claim
+from harness.store import Store
+
+
+def test_scaled_budgets_fine_tune_from_the_same_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    launched = []
+
+    def plan_only(cells, *args, **kwargs):  # nothing trains: the planned cells are what is checked
+        launched.extend(cells)
+        return {"ran": 0}
+
+    monkeypatch.setattr(claims_mod, "launch", plan_only)
+    path = CLAIMS_DIR / "active-inference-lm-epochs.yaml"
+    claim = load_claim(path)
+    base = claims_mod.claim_budget(claim)
+    claims_mod.prepare([(claim, path)], ClaimCells(Store(tmp_path / "results"), [("threads", 1)]))
+    fine_tuning = [cell for cell in launched if cell.pretrain is not None]
+    budgets = {cell.budget.value for cell in fine_tuning}
+    (kind, value), = base.items()
+    assert budgets == {value * 0.5, value, value * 2.0}, "the tuning trials of x0.5, x1 and x2 are planned"
+    assert {(c.pretrain.budget.kind, c.pretrain.budget.value) for c in fine_tuning} == {(kind, value)}
+    # one checkpoint per seed, whatever the fine-tuning budget
+    per_seed = {}
+    for cell in fine_tuning:
+        per_seed.setdefault(cell.seed, set()).add(cell.pretrain.run_id)
+    assert all(len(ids) == 1 for ids in per_seed.values()), per_seed
+
+
+def test_each_round_announces_its_cells_and_those_the_later_rounds_will_add(tmp_path: Path, monkeypatch) -> None:
+    """The progress display's total covers every round: round 1 (tuning trials) announces the
+    compared seeds it will be followed by, so the time left is not the current round's only."""
+    rounds = []
+    monkeypatch.setattr(claims_mod, "launch", lambda cells, *a, **k: {"ran": 0})
+    path = tmp_path / "tuned.yaml"
+    path.write_text(yaml.safe_dump({
+        "id": "tuned", "source": "test", "statement": "test", "suite": "vision-vit", "task": "mlp", "seeds": 3,
+        "budget": {"steps": 60}, "profile": "quick", "quantity": "accuracy_gap", "relation": ">= 0",
+        "method": {"name": "backprop", "config": {"optimizer": "adamw"}},
+        "baseline": {"name": "backprop", "config": {"optimizer": "sgd"}, "tune_lr": [0.01, 0.05]}}))
+    claim = load_claim(path)
+    runner = ClaimCells(Store(tmp_path / "results"), [("threads", 1)])
+    runner.on_round = lambda cells, later: rounds.append((len(cells), later))
+    claims_mod.prepare([(claim, path)], runner)
+    trials = max(len(claim.method.tune_lr), len(claim.baseline.tune_lr))
+    assert trials > 0
+    # x1, x0.5 and x2: each tunes both sides, then runs both sides' seeds with the winners
+    assert rounds[0] == (3 * 2 * trials, 3 * 2 * claim.seeds)
+
+
+def test_the_display_counts_later_rounds_and_forgets_a_nested_pretraining_cell() -> None:
+    from harness.budget import Counters
+    from harness.cli_common import Display
+    from harness.loops.common import StepProgress
+
+    class Cell:  # the fields the display reads
+        def __init__(self, run_id, label, pretrain=None):
+            self.run_id, self.pretrain = run_id, pretrain
+            self.task = type("Task", (), {"label": label})()
+
+        def __str__(self):
+            return self.run_id
+
+    display = Display(None, workers=1)
+    pretrain = Cell("p", "shakespeare")
+    fine_tune = Cell("f", "milton", pretrain)
+    display.on_round([fine_tune], later=6)
+    assert display.eta.total == 7 and display.total_is_bound
+    for cell in (pretrain, fine_tune):  # the worker trains the pretraining cell first, then the fine-tuning
+        display.on_progress(StepProgress(cell, Counters(), 0.5, None, None))
+    assert set(display.running) == {"p", "f"}
+    display.on_record(fine_tune, "busy", None)
+    assert display.running == {}, "the nested pretraining cell is no longer counted as running"
