@@ -63,6 +63,9 @@ class Quantity:
     unavailable: str | None = None  # why no record can carry it yet (checked before any run)
     worst: Callable[[Record, Record | None], Reading] | None = None  # a diverged run; None: read it as usual
     oriented: bool = False  # a difference of the task's metric: sign by its higher_is_better
+    # (step, shared sd, note) of the per-seed value from the records of both sides: what a finite
+    # test set (or count) adds to the seeds' spread (see `resolution`); None: values are exact
+    resolution: Callable[[Sequence[Record], Sequence[Record]], tuple[float, float, str]] | None = None
 
 
 def _finite(value: float | None, what: str, record: Record) -> float:
@@ -203,11 +206,104 @@ def _memory(view: str) -> Callable[[Record, float | None], Reading]:
     return read
 
 
+def resolution(quantity: Quantity, method: Sequence[Record], baseline: Sequence[Record]) -> tuple[float, float, str]:
+    """(step, shared sd, note) of the per-seed value: (0, 0, "") for a quantity read exactly.
+
+    A figure read on a finite test set moves in steps (1/N for an accuracy on N examples), so
+    seeds can agree exactly while their training differs: the step enters the per-seed
+    variance. The test set is one sample from the task's distribution, shared by every seed:
+    its sampling sd enters as shared sd. Each quantity says how (its `resolution`).
+    """
+    return (0.0, 0.0, "") if quantity.resolution is None else quantity.resolution(method, baseline)
+
+
+def _test_size(method: Sequence[Record], baseline: Sequence[Record]) -> tuple[int | None, str]:
+    """(N, "") when every completed record was scored on the same N test examples, else (None, why)."""
+    sizes = {r.task_info.get("n_test") for r in (*method, *baseline) if r.completed and r.task_info}
+    if len(sizes) != 1 or not isinstance(n := next(iter(sizes)), int) or n <= 0:
+        return None, "test-set size unknown: resolution and test-set sampling error not included"
+    return n, ""
+
+
+def _mean_test(records: Sequence[Record]) -> float:
+    done = [r.final_metric("test") or 0.0 for r in records if r.completed]
+    return statistics.fmean(done) if done else 0.0
+
+
+def _accuracy_gap_resolution(method: Sequence[Record], baseline: Sequence[Record]) -> tuple[float, float, str]:
+    """A difference of test accuracies: the paired difference of two accuracies on one test set
+    of N has variance (q - d**2) / N, with d the accuracy difference and q the share of examples
+    on which exactly one side is right. q is not recorded, so its largest value given both
+    accuracies is used: min(pm, 1 - pb) + min(pb, 1 - pm)."""
+    done = [r for r in (*method, *baseline) if r.completed]
+    # a continual record's headline, average_accuracy, is the mean of per-experience accuracies over
+    # experiences that split the test set: a proportion of the same n_test images, to good approximation
+    if not done or done[0].final is None or done[0].final.metric not in ("accuracy", "average_accuracy"):
+        return 0.0, 0.0, "test-set sampling error not included (the metric is not a proportion)"
+    n, why = _test_size(method, baseline)
+    if n is None:
+        return 0.0, 0.0, why
+    step, shared = accuracy_resolution(_mean_test(method), _mean_test(baseline), n)
+    return step, shared, (f"accuracy on {n} test examples: step 1/{n}, test-set sampling sd {shared:.3g} "
+                          "(largest given both accuracies), shared by every seed")
+
+
+def _shift_gap_resolution(method: Sequence[Record], baseline: Sequence[Record]) -> tuple[float, float, str]:
+    n, why = _test_size(method, baseline)
+    if n is None:
+        return 0.0, 0.0, why
+    return 1 / n, 0.0, f"step 1/{n} (test set of {n}); test-set sampling error not included"
+
+
+def _forgetting_gap_resolution(method: Sequence[Record], baseline: Sequence[Record]) -> tuple[float, float, str]:
+    n, why = _test_size(method, baseline)
+    if n is None:
+        return 0.0, 0.0, why
+    if (bound := forgetting_resolution(method, baseline)) is None:
+        return 1 / n, 0.0, f"step 1/{n} (test set of {n}); test-set sampling error not included"
+    shared, experiences = bound
+    return 1 / n, shared, (f"forgetting on {experiences} experiences' test images: step 1/{n}, test-set "
+                           f"sampling sd {shared:.3g} (largest given the four accuracies of each experience), "
+                           "shared by every seed")
+
+
+def _retention_resolution(method: Sequence[Record], baseline: Sequence[Record]) -> tuple[float, float, str]:
+    """A difference of retention ratios R = S / C (mean shifted over clean accuracy), both read on
+    the same n test images (the shift subset, or the whole test set) for both sides.
+
+    To first order, R_m - R_b moves with the paired differences of the shifted accuracies (over
+    C) and of the clean ones (times S / C**2). Each paired difference gets `accuracy_resolution`'s
+    largest sd given its two accuracies (a mean over shift sets on the same images varies no more
+    than one set: E[z**2] <= E|z| <= the mean of the sets' disagreement bounds); the two are
+    added as sds (the largest their correlation allows) with the smaller clean accuracy as C.
+    """
+    shifts = [[r.final.shift for r in side if r.completed and isinstance(r.final, (SupervisedFinal, ContinualFinal))
+               and r.final.shift is not None and r.final.shift.clean and r.final.shift.mean_shifted is not None]
+              for side in (method, baseline)]
+    if not all(shifts):
+        return 0.0, 0.0, ""
+    subsets = {((r.config or {}).get("shift") or {}).get("test_subset") for r in (*method, *baseline) if r.completed}
+    n, why = _test_size(method, baseline)
+    if len(subsets) == 1 and isinstance(subset := next(iter(subsets)), int) and n is not None:
+        n = min(n, subset)
+    elif len(subsets) != 1:
+        n, why = None, "the two sides' shifts were scored on different test subsets"
+    if n is None:
+        return 0.0, 0.0, why
+    (sm, cm), (sb, cb) = ((statistics.fmean(x.mean_shifted for x in side), statistics.fmean(x.clean for x in side))
+                          for side in shifts)
+    c = min(cm, cb)
+    shared = (accuracy_resolution(sm, sb, n)[1] / c + max(sm, sb) / c ** 2 * accuracy_resolution(cm, cb, n)[1])
+    return 1 / (n * c), shared, (f"shifted and clean accuracy on {n} test images: step 1/({n} x clean), "
+                                 f"test-set sampling sd {shared:.3g} (largest given the four accuracies), "
+                                 "shared by every seed")
+
+
 QUANTITIES: dict[str, Quantity] = {q.name: q for q in [
     Quantity("accuracy_gap", "difference", _score,
              "how much better the method's test metric is than the baseline's (validation-selected states): "
              "method - baseline, or baseline - method for lower-is-better metrics such as bits per byte",
-             worst=_worst_score, oriented=True),
+             worst=_worst_score, oriented=True, resolution=_accuracy_gap_resolution),
     Quantity("speedup", "ratio", _to_target("seconds"),
              "baseline training seconds / method training seconds, to `target` validation metric "
              "when one is given, else over the whole matched budget", to_target=True, worst=_worst_cost),
@@ -229,14 +325,14 @@ QUANTITIES: dict[str, Quantity] = {q.name: q for q in [
     Quantity("memory_bytes_peak", "value", _memory("peak"), "the method's peak bytes, alone (as memory_ratio_peak)"),
     Quantity("forgetting_gap", "difference", _forgetting,
              "method forgetting minus baseline forgetting (Chaudhry et al. 2018; continual suite records)",
-             worst=_worst_accuracy_drop),
+             worst=_worst_accuracy_drop, resolution=_forgetting_gap_resolution),
     Quantity("shift_gap", "difference", _shift_gap,
              "method clean-minus-shifted test accuracy gap minus the baseline's (needs shift.enabled)",
-             worst=_worst_accuracy_drop),
+             worst=_worst_accuracy_drop, resolution=_shift_gap_resolution),
     Quantity("shift_retention_gap", "difference", _shift_retention,
              "method's shifted/clean test accuracy ratio minus the baseline's: OOD robustness at matched clean "
              "accuracy, which being worse on clean data cannot buy (needs shift.enabled)",
-             worst=_worst_retention),
+             worst=_worst_retention, resolution=_retention_resolution),
 ]}
 
 
@@ -300,44 +396,6 @@ def per_seed(quantity: Quantity, method: dict[int, Record], baseline: dict[int, 
         rows.append({"seed": seed, "method": m.value, "baseline": b.value, "value": value, "low": low,
                      "high": high, **flags})
     return rows
-
-
-def resolution(quantity: Quantity, method: Sequence[Record], baseline: Sequence[Record]) -> tuple[float, float, str]:
-    """(step, shared sd, note) of the per-seed value of a difference of test accuracies.
-
-    Accuracy on N test examples moves in steps of 1/N, so seeds can agree exactly while
-    their training differs: the step enters the per-seed variance. The test set is one
-    sample of N from the task's distribution, shared by every seed: the paired difference
-    of two accuracies on it has variance (q - d**2) / N, with d the accuracy difference and
-    q the share of examples on which exactly one side is right. q is not recorded, so its
-    largest value given both accuracies is used: min(pm, 1 - pb) + min(pb, 1 - pm).
-    """
-    if quantity.name == "loss_spike_rate":
-        return spike_rate_resolution(method)
-    if quantity.name not in ("accuracy_gap", "shift_gap", "forgetting_gap"):
-        return 0.0, 0.0, ""
-    done = [r for r in (*method, *baseline) if r.completed]
-    sizes = {r.task_info.get("n_test") for r in done if r.task_info}
-    # a continual record's headline, average_accuracy, is the mean of per-experience accuracies over
-    # experiences that split the test set: a proportion of the same n_test images, to good approximation
-    proportions = ("accuracy", "average_accuracy")
-    if not done or done[0].final is None or done[0].final.metric not in proportions and quantity.name == "accuracy_gap":
-        return 0.0, 0.0, "test-set sampling error not included (the metric is not a proportion)"
-    if len(sizes) != 1 or not isinstance(n := next(iter(sizes)), int) or n <= 0:
-        return 0.0, 0.0, "test-set size unknown: resolution and test-set sampling error not included"
-    if quantity.name == "forgetting_gap" and (bound := forgetting_resolution(method, baseline)) is not None:
-        shared, experiences = bound
-        return 1 / n, shared, (f"forgetting on {experiences} experiences' test images: step 1/{n}, test-set "
-                               f"sampling sd {shared:.3g} (largest given the four accuracies of each experience), "
-                               "shared by every seed")
-    if quantity.name != "accuracy_gap":
-        return 1 / n, 0.0, f"step 1/{n} (test set of {n}); test-set sampling error not included"
-    pm = statistics.fmean(r.final_metric("test") or 0.0 for r in method if r.completed) if any(
-        r.completed for r in method) else 0.0
-    pb = statistics.fmean(r.final_metric("test") or 0.0 for r in baseline if r.completed)
-    step, shared = accuracy_resolution(pm, pb, n)
-    return step, shared, (f"accuracy on {n} test examples: step 1/{n}, test-set sampling sd {shared:.3g} "
-                           "(largest given both accuracies), shared by every seed")
 
 
 def accuracy_resolution(pm: float, pb: float, n: int) -> tuple[float, float]:
@@ -554,4 +612,5 @@ def _worst_spike_rate(record: Record, partner: Record | None) -> Reading:
 QUANTITIES["loss_spike_rate"] = Quantity(
     "loss_spike_rate", "value", _spike_rate,
     f"the method's fraction of evaluation intervals whose mean training loss jumps above {SPIKE_FACTOR}x the lowest "
-    "before it; a diverged run counts 1 (a stability proxy)", worst=_worst_spike_rate)
+    "before it; a diverged run counts 1 (a stability proxy)", worst=_worst_spike_rate,
+    resolution=lambda method, baseline: spike_rate_resolution(method))

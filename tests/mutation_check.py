@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = ["tests/test_verdicts.py", "tests/test_stats.py"]
+TESTS = ["tests/test_verdicts.py", "tests/test_stats.py", "tests/test_claim_planning.py"]
 
 # (name, file, original snippet, mutated snippet)
 MUTANTS = [
@@ -69,6 +69,11 @@ MUTANTS = [
     ("equivalence on raw ratios", "harness/stats.py",
      "return (-math.log1p(relation.value), math.log1p(relation.value))",
      "return (-relation.value, relation.value)"),
+    ("retention gap read as exact", "harness/quantities.py",
+     "             worst=_worst_retention, resolution=_retention_resolution),",
+     "             worst=_worst_retention),"),
+    ("fine-tuning robustness rescales the pretraining", "harness/claims.py",
+     "_verify_once(scaled, runner, claim_path, pretrain_budget=base)", "_verify_once(scaled, runner, claim_path)"),
     ("stale check ignores the claim file", "harness/claims.py",
      'if file_sha256(claim_path) != provenance["claim_sha256"]:', "if False:"),
 ]

@@ -423,3 +423,33 @@ def test_a_forgetting_gap_gets_the_test_set_error_of_its_experiences(tiny: dict)
     assert 0.02 < split < same_images < 0.2
     without = dataclasses.replace(_continual(record, partly), task_info=record.task_info)
     assert forgetting_resolution([without], [_continual(record, everything)]) is None
+
+
+def _shifted(record, clean: float, mean_shifted: float, n_test: int = 300):
+    """A copy of a real record scored `clean` on its n_test test images and `mean_shifted` under shift."""
+    from harness.record import Shift
+
+    shift = Shift(gap=clean - mean_shifted, reason=None, clean=clean, shifted={"noise_0.5": mean_shifted},
+                  mean_shifted=mean_shifted)
+    config = {k: v for k, v in record.config.items() if k != "shift"}  # shifts scored on the whole test set
+    return dataclasses.replace(record, final=dataclasses.replace(record.final, shift=shift), config=config,
+                               task_info={**(record.task_info or {}), "n_test": n_test})
+
+
+def test_a_retention_gap_carries_the_sampling_error_of_its_test_images(tiny: dict) -> None:
+    """Three seeds whose retention ratios differ by the same two images on a 300-image test set
+    are not a zero-width support of "more robust": the shared test set's error enters."""
+    from harness.quantities import resolution
+
+    record = next(r for r in tiny["records"].values() if r.completed)
+    method = [_shifted(record, 0.80, 0.60 + 2 / 300)] * 3
+    baseline = [_shifted(record, 0.80, 0.60)] * 3
+    gaps = [(0.60 + 2 / 300) / 0.8 - 0.60 / 0.8] * 3
+    assert decide(Evidence.exact(gaps), Relation.parse(">= 0")).verdict == "supported"  # what exact values say
+    step, shared, note = resolution(QUANTITIES["shift_retention_gap"], method, baseline)
+    assert step == pytest.approx(1 / (300 * 0.8)) and shared > 0 and "300 test images" in note
+    assert decide(Evidence.exact(gaps, step, shared), Relation.parse(">= 0")).verdict == "inconclusive"
+    # the same on a shift subset of 100 images: a coarser step, a wider error
+    subset = [dataclasses.replace(r, config={**r.config, "shift": {"test_subset": 100}}) for r in (*method, *baseline)]
+    step_100, shared_100, _ = resolution(QUANTITIES["shift_retention_gap"], subset[:3], subset[3:])
+    assert step_100 == pytest.approx(3 * step) and shared_100 > shared
