@@ -509,3 +509,13 @@ def test_a_continual_claim_gets_a_panel_per_experience_on_its_budget_axis() -> N
     assert list(evidence.panels) == ["val_metric", "val_accuracy_0", "val_accuracy_1"]
     assert len(evidence.points) == 4 and set(evidence.points["side"]) == {"method: active_inference",
                                                                         "baseline: backprop"}
+
+
+def test_every_verdict_and_robustness_label_has_its_colour() -> None:
+    """A verdict shown without its class's colour reads as plain text: every label the engine
+    can write (harness/stats.py VERDICTS, the robustness labels) has a rule in the page's CSS."""
+    from harness.report.document import _CSS, slug
+    from harness.stats import VERDICTS
+
+    for label in (*VERDICTS, "robust", "fragile", "unchecked"):
+        assert f".verdict-{slug(label)} {{" in _CSS, label

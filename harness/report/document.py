@@ -92,7 +92,7 @@ figcaption { font-size: 12.5px; color: #555; margin-top: 4px; }
 .verdict { font-weight: 600; padding: 1px 6px; border-radius: 3px; color: #fff; }
 .verdict-supported { background: #2e7d32; } .verdict-refuted { background: #c62828; }
 .verdict-inconclusive { background: #b8860b; } .verdict-not-comparable { background: #6d6d6d; }
-.verdict-unreadable { background: #6a1b9a; }
+.verdict-unreadable { background: #6a1b9a; } .verdict-not-testable { background: #0277bd; }
 .verdict-robust { background: #00796b; } .verdict-fragile { background: #ad1457; }
 .verdict-unchecked { background: #6d6d6d; }
 """
