@@ -178,6 +178,8 @@ class ClaimCells:
     # `prepare`: compared cells a later round will ask for once this round's tuning trials are in
     # (an upper bound: some may be recorded already, or shared by claims); see `on_round`
     later: int = 0
+    touched: dict[str, float | None] = field(default_factory=dict)  # run id -> its recorded cell seconds
+    all_touched: dict[str, float | None] = field(default_factory=dict)  # the same, over every claim verified
     on_round: RoundCallback | None = None  # (this round's cells, cells expected in later rounds)
 
     def __post_init__(self) -> None:
@@ -200,6 +202,8 @@ class ClaimCells:
                               "method": cell.method.name, "status": None if record is None else record.status,
                               "record_sha256": None if record is None else record_sha256(record.to_dict())})
             out[cell.seed] = record
+            timing = None if record is None else record.timing
+            self.touched[cell.run_id] = self.all_touched[cell.run_id] = None if timing is None else timing.cell_seconds
         return out
 
 
@@ -277,15 +281,28 @@ def verify(claim: Claim, runner: ClaimCells, claim_path: Path | None = None,
     three agree, else `fragile` with the budget that flips it. A fragile "supported" is never
     the headline: it becomes "inconclusive", saying at which budget it does not hold.
     """
+    runner.touched = {}
     document = _verify_once(claim, runner, claim_path)
-    if not robustness:
+    if robustness:
+        document["robustness"] = _robustness(claim, runner, claim_path, document)
+    else:
         document["robustness"] = {"label": "unchecked", "reason": "verified with --no-robustness"}
+    document["cost"] = cost(runner.touched)
+    if not robustness:
         return as_stated(claim, document)
-    document["robustness"] = _robustness(claim, runner, claim_path, document)
     if document["verdict"] == "supported" and document["robustness"]["label"] == "fragile":
         document.update(verdict="inconclusive", reason=f"supported at this budget but fragile: "
                         f"{document['robustness']['reason']}; {document['reason']}")
     return as_stated(claim, document)
+
+
+def cost(touched: dict[str, float | None]) -> dict[str, Any]:
+    """What a verdict's cells took: their number and the sum of their recorded wall times
+    (`timing.cell_seconds`: setup to last evaluation; a fine-tuning cell's pretraining is its
+    own cell, not counted here). Shared cells count in every claim that reads them."""
+    known = [s for s in touched.values() if s is not None]
+    return {"cells": len(touched), "cell_seconds": round(sum(known), 1),
+            "cells_without_timing": len(touched) - len(known)}
 
 
 def as_stated(claim: Claim, document: dict[str, Any]) -> dict[str, Any]:

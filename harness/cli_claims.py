@@ -17,6 +17,7 @@ from rich.table import Table
 from harness.cli_common import Display, console, directory_of, fail
 from harness.config import SUITES_DIR
 from harness.launch import local_workers
+from harness.perf_eta import format_seconds
 from harness.store import Store, StoreError
 from harness.typed_config import ConfigError, parse_overrides
 
@@ -81,7 +82,11 @@ def cmd_claims(args: argparse.Namespace) -> int:
         store.rebuild_index()
     except StoreError as exc:
         return fail(f"{exc} The records are intact; the index is a cache that the next run rebuilds.")
+    total = claims_mod.cost(runner.all_touched)  # a cell shared by claims counts once here
     console.print(f"{len(verdicts)} claims verified, {runner.ran} cells trained; verdicts in {store.verdicts_dir}")
+    console.print(f"the verdicts read {total['cells']} cells, whose recorded wall times sum to "
+                  f"{format_seconds(total['cell_seconds'])} (h:mm:ss; on W workers at least that / W)"
+                  + (f"; {total['cells_without_timing']} cells have no timing" if total["cells_without_timing"] else ""))
     return 0
 
 
@@ -98,6 +103,9 @@ def _print_verdict(document: dict[str, Any]) -> None:
         console.print(f"robustness: {robust.get('label')} ({robust.get('reason')})", highlight=False, markup=False)
     console.print(f"{document['quantity']} {document['relation']}: {document['reason']}", highlight=False,
                   markup=False)
+    if cost := document.get("cost"):
+        console.print(f"cells read: {cost['cells']} (tuning trials and every budget included), their recorded wall "
+                      f"times summing to {format_seconds(cost['cell_seconds'])}", highlight=False)
     if document["interval"]:
         low, high = (("-inf" if i == 0 else "inf") if x is None else f"{x:.4g}"
                      for i, x in enumerate(document["interval"]))

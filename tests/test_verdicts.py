@@ -453,3 +453,13 @@ def test_a_retention_gap_carries_the_sampling_error_of_its_test_images(tiny: dic
     subset = [dataclasses.replace(r, config={**r.config, "shift": {"test_subset": 100}}) for r in (*method, *baseline)]
     step_100, shared_100, _ = resolution(QUANTITIES["shift_retention_gap"], subset[:3], subset[3:])
     assert step_100 == pytest.approx(3 * step) and shared_100 > shared
+
+
+def test_a_verdict_says_what_its_cells_took(tiny: dict) -> None:
+    """Every cell read for the verdict (tuning trials, every budget of the robustness check) is
+    counted once, with the sum of the recorded wall times: what verifying it costs, measured."""
+    cost = tiny["document"]["cost"]
+    main = {c["run_id"] for c in tiny["document"]["provenance"]["cells"]}
+    assert cost["cells"] > len(main) >= 6 and cost["cells_without_timing"] == 0
+    seconds = sum(r.timing.cell_seconds for r in tiny["records"].values())
+    assert cost["cell_seconds"] >= seconds > 0

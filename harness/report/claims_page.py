@@ -293,6 +293,15 @@ def _robustness_table(v: Mapping[str, Any]) -> list[Block]:
     return blocks
 
 
+def _cost(v: Mapping[str, Any]) -> str:
+    """What the verdict's cells took (tuning and every budget), as the verdict file counts it."""
+    cost = v.get("cost")
+    if not isinstance(cost, Mapping) or not isinstance(cost.get("cell_seconds"), (int, float)):
+        return ""
+    return (f" It read {cost.get('cells')} cells (tuning trials and every budget), whose recorded wall times sum "
+            f"to {cost['cell_seconds'] / 3600:.2f} h.")
+
+
 def caveats(v: Mapping[str, Any]) -> list[str]:
     """What a reader must know before quoting the verdict, each in one sentence."""
     out = []
@@ -337,7 +346,7 @@ def claim_sections(v: Mapping[str, Any], notes: str | None, curves_block: Block,
             Table(("seed", "method", "baseline", "value", "low", "high"), seeds) if seeds
             else Text("No per-seed values (the verdict was not comparable)."),
             Text(f"Verified {v.get('verified_at') or MISSING}; harness commit "
-                 f"{_provenance(v).get('harness_commit') or MISSING}."))),
+                 f"{_provenance(v).get('harness_commit') or MISSING}." + _cost(v)))),
         Section("Robustness", tuple(_robustness_table(v))),
         Section("Caveats", tuple(Text(f"- {c}") for c in caveats(v))),
         Section("Curves behind the verdict", (curves_block,)),
