@@ -207,32 +207,39 @@ class ClaimCells:
         return out
 
 
+def plan_round(claims: list[tuple[Claim, Path]], runner: ClaimCells, robustness: bool = True) -> tuple[list[Cell], int]:
+    """Plan every claim without training: (the cells the store lacks now, how many compared
+    cells later rounds are expected to add once this round's tuning trials are in, at most)."""
+    was, runner.collecting = runner.collecting, True
+    runner.pending, runner.later = {}, 0
+    try:
+        for claim, path in claims:
+            verify(claim, runner, path, robustness)
+        return list(runner.pending.values()), runner.later
+    finally:
+        runner.collecting, runner.pending = was, {}
+
+
 def prepare(claims: list[tuple[Claim, Path]], runner: ClaimCells, robustness: bool = True) -> int:
     """Train every cell the claims need, all claims at once, through the configured launcher.
 
-    Each round plans every claim without training (the cells the store lacks are gathered)
+    Each round plans every claim without training (`plan_round`: the cells the store lacks)
     and launches them together, so a cluster runs a round in the time of its slowest cell.
     Rounds repeat because some cells depend on others (the comparison cells on the tuning
     trials' winner); a cell launched once is not launched again (a failure is a failure).
     Returns the number of rounds; `verify` then finds every cell in the store.
     """
-    runner.collecting, rounds = True, 0
-    try:
-        while True:
-            runner.pending, runner.later = {}, 0
-            for claim, path in claims:
-                verify(claim, runner, path, robustness)
-            if not runner.pending:
-                return rounds
-            runner.attempted |= set(runner.pending)
-            if runner.on_round is not None:
-                runner.on_round(list(runner.pending.values()), runner.later)
-            outcomes = launch(list(runner.pending.values()), runner.store.root, runner.launcher, runner.on_progress,
-                              runner.on_record)
-            runner.ran += outcomes["ran"]
-            rounds += 1
-    finally:
-        runner.collecting, runner.pending = False, {}
+    rounds = 0
+    while True:
+        cells, later = plan_round(claims, runner, robustness)  # never a cell launched before (`records`)
+        if not cells:
+            return rounds
+        runner.attempted |= {cell.run_id for cell in cells}
+        if runner.on_round is not None:
+            runner.on_round(cells, later)
+        outcomes = launch(cells, runner.store.root, runner.launcher, runner.on_progress, runner.on_record)
+        runner.ran += outcomes["ran"]
+        rounds += 1
 
 
 def _incomplete(records: dict[int, Record | None], who: str, allow_diverged: bool) -> str | None:

@@ -276,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     claims.add_argument("--claims-dir", default=str(CLAIMS_DIR))
     claims.add_argument("--no-robustness", action="store_true",
                         help="skip deciding the claim again at x0.5 and x2 its budget (the verdict is labelled unchecked)")
+    claims.add_argument("--plan", action="store_true",
+                        help="train nothing: say which cells verifying would train and project how long "
+                             "from the store's own records of similar cells")
     claims.add_argument("--results-dir", default=None, help=argparse.SUPPRESS)  # older spelling of results_dir=DIR
     claims.set_defaults(func=cmd_claims)
     report = sub.add_parser("report", help="write reports/<target>/ (index.html, report.md, figures)")

@@ -60,6 +60,8 @@ def cmd_claims(args: argparse.Namespace) -> int:
         return fail(str(exc))
     display = Display(None, local_workers(runner.launcher))
     runner.on_progress, runner.on_record, runner.on_round = display.on_progress, display.on_record, display.on_round
+    if args.plan:
+        return _plan(claims, runner, robustness=not args.no_robustness)
     verdicts = []
     with display.progress:
         try:  # every cell of every claim first, launched together (launcher.* says where)
@@ -87,6 +89,36 @@ def cmd_claims(args: argparse.Namespace) -> int:
     console.print(f"the verdicts read {total['cells']} cells, whose recorded wall times sum to "
                   f"{format_seconds(total['cell_seconds'])} (h:mm:ss; on W workers at least that / W)"
                   + (f"; {total['cells_without_timing']} cells have no timing" if total["cells_without_timing"] else ""))
+    return 0
+
+
+def _plan(claims: list[Any], runner: Any, robustness: bool) -> int:
+    from harness.claims_plan import plan_claims  # scipy, as harness.claims
+
+    try:
+        plan = plan_claims(claims, runner, robustness)
+    except ConfigError as exc:
+        return fail(str(exc))
+    workers = local_workers(runner.launcher, plan.to_train)
+    table = Table("suite", "task", "method", "budget", "cells", "projected", title="cells to train now")
+    for (suite, task, method, budget), (count, seconds) in sorted(plan.groups.items()):
+        table.add_row(suite, task, method, budget, str(count), "no similar record" if seconds is None
+                      else format_seconds(seconds))
+    console.print(table)
+    console.print(f"{len(claims)} claims: {len(plan.to_train)} cells to train now (tuning trials, and the compared "
+                  f"seeds of claims that tune nothing), at most {plan.later} more once the trials are in")
+    if plan.projected_seconds is None:
+        console.print("no projection: the store holds no record of a similar cell (same suite, task and method); "
+                      "`bench perf` probes a suite's cells instead")
+        return 0
+    total = plan.projected_seconds + (plan.later_seconds or 0.0)
+    console.print(f"projected cell time: {format_seconds(plan.projected_seconds)} for {plan.projected} of the "
+                  f"{len(plan.to_train)} cells to train now"
+                  + (f" ({len(plan.to_train) - plan.projected} have no similar record: not included)"
+                     if plan.projected < len(plan.to_train) else "")
+                  + f", {format_seconds(plan.later_seconds)} for the later ones; on {workers} worker"
+                  + f"{'s' if workers != 1 else ''} about {format_seconds(total / workers)} "
+                  "(from this store's records of similar cells, scaled to each budget: a projection, not a measurement)")
     return 0
 
 

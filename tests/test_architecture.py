@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("harness.cli", "harness.lm_eval_cli"),
     ("harness.cli_claims",),
     ("harness.cli_common",),
-    ("harness.launch", "harness.claims", "harness.claim_files", "harness.tuning", "harness.calibrate", "harness.sweep",
+    ("harness.launch", "harness.claims", "harness.claims_plan", "harness.claim_files", "harness.tuning", "harness.calibrate", "harness.sweep",
      "harness.report", "harness.export", "harness.api", "harness.perf", "harness.block_parallel",
      "harness.memory_sweep"),
     ("harness.local_pool",),
@@ -43,6 +43,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 LAZY = {
     ("harness.loops.supervised", "harness.lm_eval_bridge"),  # lm-eval: the [lm] extra, LM cells only
     ("harness.cli_claims", "harness.claims"),  # scipy, only for `bench claims`
+    ("harness.cli_claims", "harness.claims_plan"),  # the same (it plans through harness.claims)
     ("harness.cli_claims", "harness.calibrate"),  # scipy, only for `bench claims calibrate`
     ("harness.lm_eval_cli", "harness.lm_eval_bridge"),  # registers the model with lm-eval when run
     ("harness.report.summary", "harness.stats"),  # scipy, only when a continual table is printed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from harness import claims as claims_mod
@@ -80,3 +81,45 @@ def test_the_display_counts_later_rounds_and_forgets_a_nested_pretraining_cell()
     assert set(display.running) == {"p", "f"}
     display.on_record(fine_tune, "busy", None)
     assert display.running == {}, "the nested pretraining cell is no longer counted as running"
+
+
+def test_the_plan_projects_each_cell_from_recorded_cells_of_its_task_and_method(tmp_path: Path, monkeypatch) -> None:
+    """`bench claims verify --plan`: nothing trains; a cell to train is projected from the store's
+    records of the same task and method (their seconds per unit of the cell's budget kind), a
+    cell with no such record is counted apart, and later rounds at the mean projected cell."""
+    from types import SimpleNamespace
+
+    from harness.claims_plan import plan_claims
+
+    monkeypatch.setattr(claims_mod, "launch", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    path = tmp_path / "tuned.yaml"
+    path.write_text(yaml.safe_dump({
+        "id": "tuned", "source": "test", "statement": "test", "suite": "vision-vit", "task": "mlp", "seeds": 3,
+        "budget": {"steps": 60}, "profile": "quick", "quantity": "accuracy_gap", "relation": ">= 0",
+        "method": {"name": "forward_forward"},
+        "baseline": {"name": "backprop", "config": {"optimizer": "sgd"}, "tune_lr": [0.01, 0.05]}}))
+    recorded = SimpleNamespace(completed=True, method="backprop", task_label="mlp",
+                               counters=SimpleNamespace(steps=30), timing=SimpleNamespace(cell_seconds=3.0))
+    store = Store(tmp_path / "results")
+    monkeypatch.setattr(store, "records", lambda suite=None, set_aside=True: [recorded])
+    plan = plan_claims([(load_claim(path), path)], ClaimCells(store, [("threads", 1)]))
+    assert len(plan.to_train) == 2 * 2 * 3 and plan.later == 2 * 3 * 3
+    # backprop's 6 trials at 30, 60 and 120 steps (x0.5, x1, x2), at 0.1 s a step; forward_forward has no record
+    assert plan.projected == 6 and plan.projected_seconds == pytest.approx(0.1 * 2 * (30 + 60 + 120))
+    assert plan.later_seconds == pytest.approx(plan.projected_seconds / 6 * 18)
+    assert sorted(count for count, seconds in plan.groups.values() if seconds is None) == [2, 2, 2]
+
+
+def test_plan_on_the_command_line_trains_nothing(tmp_path: Path, capsys) -> None:
+    from harness.cli import main
+
+    path = tmp_path / "tuned.yaml"
+    path.write_text(yaml.safe_dump({
+        "id": "tuned", "source": "test", "statement": "test", "suite": "vision-vit", "task": "mlp", "seeds": 3,
+        "budget": {"steps": 60}, "profile": "quick", "quantity": "accuracy_gap", "relation": ">= 0",
+        "method": {"name": "backprop"}, "baseline": {"name": "backprop", "tune_lr": [0.01, 0.05]}}))
+    assert main(["claims", "verify", "tuned", "--plan", "--claims-dir", str(tmp_path),
+                 f"results_dir={tmp_path / 'r'}", "threads=1"]) == 0
+    out = capsys.readouterr().out
+    assert "cells to train now" in out and "no projection" in out
+    assert not list((tmp_path / "r").rglob("record.json")) and not (tmp_path / "r" / "claims").exists()
