@@ -32,6 +32,16 @@ from harness.interface import Batch, SetupContext, StepStats, optimizer_state_te
 from methods._local import has_parameters, make_optimizer, num_classes, set_lr
 
 
+def dense_layer(layer: nn.Module) -> tuple[nn.Linear, bool] | None:
+    """(its Linear, whether a ReLU follows) for a Linear or a Linear -> ReLU; None otherwise."""
+    if isinstance(layer, nn.Linear):
+        return layer, False
+    if (isinstance(layer, nn.Sequential) and len(layer) == 2 and isinstance(layer[0], nn.Linear)
+            and type(layer[1]) is nn.ReLU):
+        return layer[0], True
+    return None
+
+
 class LayeredEnergy:
     """Value nodes over a BlockModel's layers, relaxed by SGD with momentum (pcx's scheme).
 
@@ -55,6 +65,10 @@ class LayeredEnergy:
         # A subclass that defines its own output energy (the language model's) is differentiated
         # by autograd there; the base class's output term has a closed-form gradient (output_term).
         self.closed_form_output = type(self).local_energy is LayeredEnergy.local_energy
+        # Every layer a Linear, or a Linear -> ReLU (the MLP): its vector-Jacobian product is
+        # written out (`_vjp_by_hand`) and no autograd graph is built at all (see `_sweep`).
+        self.dense = [dense_layer(layer) for layer in self.layers]
+        self.by_hand = self.closed_form_output and all(d is not None for d in self.dense)
 
     def output_classes(self) -> int:
         """Width of the output node (a classifier's classes; a language model's vocabulary)."""
@@ -158,6 +172,7 @@ class LayeredEnergy:
         roots: list[Tensor] = []
         root_grads: list[Tensor | None] = []
         inputs: list[Tensor] = []
+        terms: list[tuple[int, Tensor, Tensor, Tensor]] = []  # by hand: (k, x_{k-1}, f_k, d(pi_k E_k/size)/d f_k)
         for k in range(n - 1, n) if first else range(n):
             x_prev = x0 if k == 0 else self.nodes[k - 1]
             needs = ([x_prev] if infer and k > 0 else []) + \
@@ -173,7 +188,8 @@ class LayeredEnergy:
             if k == 0 and not learn:  # f_1(x_0) is fixed: no forward needed
                 prediction = self.first_prediction
             else:
-                prediction = self.prediction(k, x_prev)
+                with torch.set_grad_enabled(not self.by_hand):
+                    prediction = self.prediction(k, x_prev)
             scale = self.precision(k) / size  # weights descend the batch-mean energy
             with torch.no_grad():
                 if k == n - 1:  # the output energy: read for the loss (first sweep) and by `learned`
@@ -185,10 +201,14 @@ class LayeredEnergy:
                     gradient = error * -scale if needs else None
                     if learn:
                         energies[k] = 0.5 * error.pow(2).sum() / size
-            if needs:  # d(pi_k E_k / size) / d f_k
+            if needs and self.by_hand:
+                terms.append((k, x_prev, prediction, gradient))
+            elif needs:  # d(pi_k E_k / size) / d f_k
                 roots.append(prediction)
                 root_grads.append(gradient)
-        if inputs:  # nodes get x.grad * size below (per-example gradients of the summed energy)
+        if terms:
+            self._vjp_by_hand(terms, infer, learn)
+        elif inputs:  # nodes get x.grad * size below (per-example gradients of the summed energy)
             torch.autograd.backward(roots, root_grads, inputs=inputs)
         if infer:
             with torch.no_grad():
@@ -202,6 +222,24 @@ class LayeredEnergy:
                         x.grad = None
                     x.sub_(v, alpha=self.cfg.inference_lr * self.inference_scale(k))
         return energies
+
+    @torch.no_grad()
+    def _vjp_by_hand(self, terms: list[tuple[int, Tensor, Tensor, Tensor]], infer: bool, learn: bool) -> None:
+        """What autograd's backward does for Linear (-> ReLU) layers, written out: the gradient
+        for f_k through the ReLU (zero where the output is zero, autograd's own rule), then
+        into the input node (g W) and the weights (g^T x_{k-1}, bias: the sum over the batch).
+        On the MLP this is the whole backward, without building or walking a graph."""
+        for k, x_prev, prediction, gradient in terms:
+            linear, relu = self.dense[k]  # type: ignore[misc]
+            if relu:
+                gradient = torch.ops.aten.threshold_backward(gradient, prediction, 0)
+            grads = [(self.nodes[k - 1], gradient @ linear.weight)] if infer and k > 0 else []
+            if learn:
+                grads += [(linear.weight, gradient.T @ x_prev)]
+                grads += [(linear.bias, gradient.sum(0))] if linear.bias is not None else []
+            for x, g in grads:
+                if x.requires_grad:
+                    x.grad = g if x.grad is None else x.grad.add_(g)
 
     # ------------------------------------------------------------ the update
 

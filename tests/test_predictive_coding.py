@@ -66,6 +66,8 @@ def test_no_autograd_graph_spans_two_layers(model: str, incremental: bool, monke
     task = DigitsTask(DigitsConfig(model=model, mlp=MLPConfig(hidden=(32, 32, 32)),
                                    vit=ViTConfig(patch_size=4, dim=16, depth=3, heads=2)))
     method = _method(task, inference_steps=3, incremental=incremental)
+    assert method.by_hand == (model == "mlp")
+    method.by_hand = False  # the autograd path (the MLP's by-hand one builds no graph: next test)
     terms: list[tuple[int, set[int], set[int]]] = []
 
     def recorder(original):  # the output's energy term and every hidden layer's prediction
@@ -85,6 +87,21 @@ def test_no_autograd_graph_spans_two_layers(model: str, incremental: bool, monke
     for k, reached, allowed in terms:
         assert reached & everything <= allowed, f"the energy of layer {k} reaches beyond layer {k}"
         assert reached & {id(p) for p in method.layers[k].parameters()}, f"layer {k}'s energy misses its weights"
+
+
+def test_the_mlp_sweep_builds_no_graph(monkeypatch) -> None:
+    """On Linear -> ReLU layers the backward is written out: no prediction carries a graph,
+    and every layer's weights still get their gradient (their values: the next test)."""
+    task = DigitsTask(DigitsConfig(model="mlp", mlp=MLPConfig(hidden=(32, 32))))
+    method = _method(task, inference_steps=3)
+    predictions = []
+    original = method.prediction
+    monkeypatch.setattr(method, "prediction", lambda k, x: predictions.append(original(k, x)) or predictions[-1])
+    grads = []
+    monkeypatch.setattr(method.optimizer, "step", lambda: grads.extend(p.grad for p in method.model.parameters()))
+    method.step(_batch(task))
+    assert predictions and all(p.grad_fn is None for p in predictions)
+    assert len(grads) == 6 and all(g is not None and g.abs().sum() > 0 for g in grads)
 
 
 def reference_sweep(self, x0, targets, infer, learn, first):
