@@ -152,6 +152,18 @@ def pairs(targets: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, 
     return pick(positive), pick(negative), negative.any(1)
 
 
+def _add_grad(p: Tensor, left: Tensor | None, right: Tensor, scale: float) -> None:
+    """p.grad += scale * left @ right (or scale * right when `left` is None): one GEMM that adds
+    (addmm, not the in-place addmm_, which FlopCounterMode and so the meter count as 0 FLOPs)."""
+    if p.grad is None:
+        g = right if left is None else left @ right  # a fresh tensor either way
+        p.grad = g if scale == 1 else g.mul_(scale)
+    elif left is None:
+        p.grad.add_(right, alpha=scale)
+    else:
+        p.grad = torch.addmm(p.grad, left, right, alpha=scale)
+
+
 @register_method("forward_only")
 class ForwardOnly:
     supports = frozenset({"classify"})
@@ -214,22 +226,23 @@ class ForwardOnly:
         return out, [seen[k] for k in range(len(watch))]
 
     def _apply_error(self, k: int, kept: dict[str, Tensor], error: Tensor) -> None:
-        """Block k's gradients from dL/dz_k (`error`, [N, d_k]) and its SoftHebb term."""
+        """Block k's gradients from dL/dz_k (`error`, [N, d_k]) and its SoftHebb term, summed into
+        .grad by GEMMs that add (addmm), without weight-sized temporaries."""
         hebb, clapp, relu = self.layers[k]
+        cw, hw = self.cfg.contrastive_weight, self.cfg.hebbian_weight
         a, o = kept["clapp"]
         if relu:  # z = relu(o): the ReLU's derivative
             delta, inputs = error * (o > 0), a
         else:  # z = mean over tokens of (... + o): each token gets error / T
             delta, inputs = error, a.mean(1)
-        grads = {clapp.weight: self.cfg.contrastive_weight * delta.T @ inputs,
-                 clapp.bias: self.cfg.contrastive_weight * delta.sum(0)} if self.cfg.contrastive_weight > 0 else {}
-        if self.cfg.hebbian_weight > 0:
+        if cw > 0:
+            _add_grad(clapp.weight, delta.T, inputs, cw)
+            if clapp.bias is not None:
+                _add_grad(clapp.bias, None, delta.sum(0), cw)
+        if hw > 0:
             x, u = kept["hebb"]  # gradient descent: minus the Hebbian increment
-            hebb_grad = -self.cfg.hebbian_weight * hebbian_update(hebb, x, u, "softhebb", self.cfg.hebbian_temperature)
-            grads[hebb.weight] = grads.get(hebb.weight, 0) + hebb_grad
-        for p, g in grads.items():
-            if p is not None:
-                p.grad = g if p.grad is None else p.grad + g
+            into = torch.zeros_like(hebb.weight) if hebb.weight.grad is None else hebb.weight.grad
+            hebb.weight.grad = hebbian_update(hebb, x, u, "softhebb", self.cfg.hebbian_temperature, into=into, alpha=-hw)
 
     # ---------------------------------------------------------------- the update
 

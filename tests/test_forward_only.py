@@ -68,6 +68,42 @@ def test_declared_cost_is_the_counted_flops(model: str, config: dict) -> None:
     assert declared > 1  # a forward and the updates
 
 
+def reference_apply_error(self, k, kept, error) -> None:
+    """The first implementation's gradients of block k (weight-sized temporaries, then summed)."""
+    from methods._local import hebbian_update
+
+    hebb, clapp, relu = self.layers[k]
+    a, o = kept["clapp"]
+    delta, inputs = (error * (o > 0), a) if relu else (error, a.mean(1))
+    cw, hw = self.cfg.contrastive_weight, self.cfg.hebbian_weight
+    grads = {clapp.weight: cw * delta.T @ inputs, clapp.bias: cw * delta.sum(0)} if cw > 0 else {}
+    if hw > 0:
+        x, u = kept["hebb"]
+        grads[hebb.weight] = grads.get(hebb.weight, 0) - hw * hebbian_update(hebb, x, u, "softhebb", 1.0)
+    for p, g in grads.items():
+        p.grad = g if p.grad is None else p.grad + g
+
+
+@pytest.mark.parametrize("model", ["mlp", "vit"])
+def test_gradients_accumulated_in_place_match_the_reference(model: str, monkeypatch) -> None:
+    """Accumulation by GEMMs that add (addmm into .grad, the SoftHebb decay by addcmul_) gives the weights of
+    the first implementation's temporaries, to float rounding (SGD: AdamW would turn rounding in a
+    zero gradient into lr-sized steps)."""
+    runs = []
+    for apply in (None, reference_apply_error):
+        method, task = _method(model, optimizer="sgd", lr=0.05, hebbian_weight=0.5)
+        if apply is not None:
+            monkeypatch.setattr(method, "_apply_error", apply.__get__(method))
+        batches = task.train_batches(32, torch.Generator().manual_seed(0))
+        runs.append(([method.step(next(batches)).loss for _ in range(3)], method))
+    (fast_losses, fast), (ref_losses, ref) = runs
+    assert fast_losses == pytest.approx(ref_losses, rel=1e-5)
+    start, _ = _method(model)
+    for a, b, s in zip(fast.model.parameters(), ref.model.parameters(), start.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert any((a - s).abs().max() > 1e-3 for a, s in zip(fast.model.parameters(), start.model.parameters()))
+
+
 def test_learns_digits_and_the_local_rules_beat_the_head_alone(tiny_suite) -> None:
     """Chance is 0.1; the head alone on the same (then untrained) blocks learns less."""
     def accuracy(*overrides: str) -> float:
