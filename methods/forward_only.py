@@ -275,10 +275,11 @@ class ForwardOnly:
             z = h if h.dim() == 2 else h.mean(1)
             # CLAPP: the forecast of z from the previous stage, scored against partners
             forecast, P = z_prev @ self.predictors[k].T, self.predictors[k]
-            s_pos, s_neg = (z[positive] * forecast).sum(1), (z[negative] * forecast).sum(1)
+            z_pos, z_neg = z[positive], z[negative]  # each example's partners' outputs
+            s_pos, s_neg = (z_pos * forecast).sum(1), (z_neg * forecast).sum(1)
             on_pos = (s_pos < cfg.margin).float() / n  # d loss / d s: -on_pos (pos), +on_neg (neg)
             on_neg = (s_neg > -cfg.margin).float() * has_negative / n
-            target = z[negative] * on_neg[:, None] - z[positive] * on_pos[:, None]  # d loss / d forecast
+            target = z_neg * on_neg[:, None] - z_pos * on_pos[:, None]  # d loss / d forecast
             P.grad = target.T @ z_prev
             future = torch.zeros_like(z)  # d loss / d z, on the partners' rows
             future.index_add_(0, positive, -on_pos[:, None] * forecast)
