@@ -43,11 +43,19 @@ def block_shapes(model: BlockModel, input_shape: tuple[int, ...], device: torch.
     return [tuple(h.shape[1:]) for h in outputs]
 
 
-def hebbian_update(layer: nn.Linear, x: Tensor, u: Tensor, rule: str, tau: float) -> Tensor:
-    """The Hebbian weight increment of `layer` for inputs x and pre-activations u = W x + b."""
+def hebbian_update(layer: nn.Linear, x: Tensor, u: Tensor, rule: str, tau: float,
+                   into: Tensor | None = None, alpha: float = 1.0) -> Tensor:
+    """The Hebbian weight increment of `layer` for inputs x and pre-activations u = W x + b.
+    `into`: returns into + alpha x the increment, from one GEMM that adds (addmm) and one fused
+    pass over the weight's shape, instead of four weight-sized temporaries. Not addmm_ in
+    place: FlopCounterMode, and so the meter, counts an in-place addmm_ as no FLOPs."""
     x, u = x.flatten(0, -2), u.flatten(0, -2)  # examples (and tokens) as rows
-    w = layer.weight
+    w, n = layer.weight, x.shape[0]
     if rule == "oja":  # subspace rule: y x^T - y y^T W, y = u
-        return (u.T @ x - (u.T @ u) @ w) / x.shape[0]
+        if into is None:
+            return (u.T @ x - (u.T @ u) @ w) / n
+        return torch.addmm(torch.addmm(into, u.T, x, alpha=alpha / n), u.T @ u, w, alpha=-alpha / n)
     y = torch.softmax(u / tau, dim=1)  # SoftHebb: soft winner-take-all over the neurons
-    return (y.T @ x - (y * u).sum(0).unsqueeze(1) * w) / x.shape[0]
+    if into is None:
+        return (y.T @ x - (y * u).sum(0).unsqueeze(1) * w) / n
+    return torch.addmm(into, y.T, x, alpha=alpha / n).addcmul_((y * u).sum(0).unsqueeze(1), w, value=-alpha / n)

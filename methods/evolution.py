@@ -142,8 +142,9 @@ class EvolutionConfig:
 def _times_factor(x: Tensor, b: Tensor) -> Tensor:
     """x B for every member, [c, N, in] x [c, in, r] -> [c, N, r]. On a CPU a batched GEMM with
     a handful of output columns runs at about 1 GFLOP/s (4-7x slower than r dot products per
-    row, measured on vision-vit's layer shapes); elsewhere, or for a larger rank, bmm."""
-    if x.device.type != "cpu" or b.shape[-1] > 4:
+    row, measured on vision-vit's layer shapes); elsewhere, for a larger rank, or for one
+    member (a plain GEMM then: 3-4x faster than the dot products on the ViT's shapes), bmm."""
+    if x.device.type != "cpu" or b.shape[-1] > 4 or x.shape[0] == 1:  # one member: bmm is one GEMM
         return torch.bmm(x, b)
     return torch.stack([torch.linalg.vecdot(x, b[:, None, :, j]) for j in range(b.shape[-1])], dim=-1)
 
@@ -219,6 +220,9 @@ class Evolution:
         self.seed = torch.zeros(1, dtype=torch.int64)  # the step's seed: every perturbation replays from it
         self.losses = torch.zeros(self.cfg.population)
         self._members: Tensor | None = None  # member ids of the chunk being evaluated (None: no perturbation)
+        # the step's signed factors of the whole population per layer, while a step's population
+        # runs in several CPU chunks (None: drawn per chunk; see _member_factors)
+        self._step_factors: dict[int, tuple[Tensor, Tensor, Tensor | None]] | None = None
         self._largest_output = 0  # elements of the largest perturbed layer output seen (sizes the CPU chunks)
         self._elements_per_example: int | None = None
         self._seed = 0
@@ -236,22 +240,35 @@ class Evolution:
         bias = draw(pairs, out_features) if getattr(layer, "bias", None) is not None else None
         return a, b, bias
 
-    def _member_factors(self, index: int, layer: nn.Module) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
-        """The chunk's members' factors, with the antithetic sign folded into A (and the bias noise)."""
+    def _member_factors(self, index: int, layer: nn.Module) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The chunk's members' factors, with the antithetic sign folded into A (and the bias noise).
+        When the population runs in CPU chunks, the whole population's are made once per layer
+        and step and each chunk takes its slice (the same numbers; drawing them again for every
+        chunk and layer was ~10% of a ViT step of 32 one-member chunks)."""
         assert self._members is not None
+        cache = self._step_factors
+        if cache is not None:
+            if index not in cache:
+                cache[index] = self._signed_factors(index, layer, torch.arange(self.cfg.population))
+            first, last = int(self._members[0]), int(self._members[-1]) + 1  # chunks are contiguous ranges
+            a, b, bias = cache[index]
+            return a[first:last], b[first:last], None if bias is None else bias[first:last]
+        return self._signed_factors(index, layer, self._members)
+
+    def _signed_factors(self, index: int, layer: nn.Module, members: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         pairs = self.cfg.population // 2
         a, b, bias = self._factors(index, layer)
-        members = self._members.to(a.device)
+        members = members.to(a.device)
         which, sign = members % pairs, torch.where(members < pairs, 1.0, -1.0).to(self.dtype)
         a, b = a[which] * sign[:, None, None], b[which]
         bias = None if bias is None else bias[which] * sign[:, None]
-        return a, b, bias, sign
+        return a, b, bias
 
     def _perturbation_hook(self, index: int) -> Any:
         def hook(layer: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Tensor | None:
             if self._members is None:
                 return None
-            a, b, bias, _ = self._member_factors(index, layer)
+            a, b, bias = self._member_factors(index, layer)
             c, x, r = len(self._members), args[0], self.cfg.rank
             scale = self.cfg.sigma / math.sqrt(r)
             out = output.contiguous()
@@ -290,6 +307,8 @@ class Evolution:
         population, n = self.cfg.population, batch.size
         x = as_model_input(batch.inputs, self.dtype)
         losses, start = [], 0
+        # auto-sized CPU chunks (not a `chunk` the config sets, e.g. for memory): factors made once per step
+        self._step_factors = {} if self.ctx.device.type == "cpu" and not self.cfg.chunk else None
         while start < population:
             members = torch.arange(start, min(population, start + self._chunk(n)))
             start += len(members)
@@ -301,6 +320,7 @@ class Evolution:
             if self._elements_per_example is None:
                 self._elements_per_example = math.ceil(self._largest_output / (len(members) * n))
             losses += [self.ctx.task.loss(outputs[j * n:(j + 1) * n].float(), batch) for j in range(len(members))]
+        self._step_factors = None
         return torch.stack(losses).float()
 
     def _lr(self) -> float:

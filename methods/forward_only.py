@@ -56,11 +56,17 @@ Deviations (every one, with the reason):
 - AdamW with backprop's warm-up and cosine schedule rather than CLAPP's SGD, so paradigms
   differ in the learning rule, not in the optimiser.
 
-forward_equivalents per step: 1 forward through the model, plus the weight updates: one outer
-product over the batch per updated Linear (MLP: as large as that layer's forward; ViT: the
-SoftHebb layer's equals its forward over all tokens, the CLAPP layer's works on token means),
-together at most one more forward: 2 (backprop: 3). Nothing is kept for a backward pass: the
-ledger's saved activations are 0.
+forward_equivalents per step: the step's matrix-multiply FLOPs over a forward pass's, worked
+out once in setup from the model's shapes (every term is linear in the batch): 1 forward, then
+per block k the predictor's forecast and gradient (2 |P_k|, |P_k| = d_{k-1} d_k multiply-adds
+per example) and, with context_error, the error it sends back to block k-1 (one more |P_k|,
+k > 0), the CLAPP outer product on the pooled input and SoftHebb's over every token, and the
+head's delta rule. It is what the meter's FLOP count says (tests/test_forward_only.py):
+Fashion-MNIST MLP 784-256-256-10 5.22 (P_0 maps the 784 pixels to the first block: as large as
+that layer; the MLP's one Linear per block gets both outer products), the vision-vit ViT 1.26
+(the rules work on token means or one Linear per block; attention is never differentiated).
+Until issue 23's perf pass it was declared 2 for every model (2.6x too few on the MLP, 1.6x
+too many on the ViT). Nothing is kept for a backward pass: the ledger's saved activations are 0.
 
 Results (one seed, defaults, CPU, 1 thread, 700 steps of 64 = the quick profile's 45,000
 examples, without its schedule-by-examples runner; test accuracy, backprop lr 2e-3 wd 0.05
@@ -83,6 +89,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from harness.interface import Batch, SetupContext, StepStats, optimizer_state_tensors
 from harness.registry import register_method
@@ -145,6 +152,18 @@ def pairs(targets: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, 
     return pick(positive), pick(negative), negative.any(1)
 
 
+def _add_grad(p: Tensor, left: Tensor | None, right: Tensor, scale: float) -> None:
+    """p.grad += scale * left @ right (or scale * right when `left` is None): one GEMM that adds
+    (addmm, not the in-place addmm_, which FlopCounterMode and so the meter count as 0 FLOPs)."""
+    if p.grad is None:
+        g = right if left is None else left @ right  # a fresh tensor either way
+        p.grad = g if scale == 1 else g.mul_(scale)
+    elif left is None:
+        p.grad.add_(right, alpha=scale)
+    else:
+        p.grad = torch.addmm(p.grad, left, right, alpha=scale)
+
+
 @register_method("forward_only")
 class ForwardOnly:
     supports = frozenset({"classify"})
@@ -162,6 +181,35 @@ class ForwardOnly:
         trained = {id(p): p for hebb, clapp, _ in self.layers for p in (hebb.weight, *clapp.parameters())}
         trained.update({id(p): p for p in (*self.head_layer.parameters(), *self.predictors)})
         self.optimizer = make_optimizer(trained.values(), self.cfg)
+        self.fe_per_step = self._forward_equivalents(ctx.task.describe()["input_shape"])
+
+    @torch.no_grad()
+    def _forward_equivalents(self, input_shape: tuple[int, ...]) -> float:
+        """A step's matrix-multiply FLOPs in forward passes of the model (module docstring): the
+        forward (1), each predictor's forecast, gradient and context error, each trained
+        Linear's outer products (SoftHebb's over every token), the head's delta rule; read off
+        one probe example's shapes, since every term is linear in the batch."""
+        was_training = self.model.training
+        self.model.eval()
+        with FlopCounterMode(display=False) as counter:
+            h = self.model.stem(torch.zeros(1, *input_shape, device=self.ctx.device))
+            rows = []  # per block: rows (tokens) of the SoftHebb layer's input for one example
+            for k, block in enumerate(self.model.blocks):
+                hebb, clapp, _ = self.layers[k]
+                h, ((x, _), _) = self._run(block, h, [hebb, clapp])
+                rows.append(x.numel() // hebb.in_features)
+            self.model.head(h)
+        self.model.train(was_training)
+        forward, extra = counter.get_total_flops(), 0
+        for k, ((hebb, clapp, _), predictor) in enumerate(zip(self.layers, self.predictors)):
+            # P_k: the forecast, its gradient and (context_error, k > 0) the error sent back to block k-1
+            extra += 2 * predictor.numel() * (2 + int(self.cfg.context_error and k > 0))
+            if self.cfg.contrastive_weight > 0:  # delta^T x on the pooled input
+                extra += 2 * clapp.in_features * clapp.out_features
+            if self.cfg.hebbian_weight > 0:  # y^T x over every token
+                extra += 2 * rows[k] * hebb.in_features * hebb.out_features
+        extra += 2 * self.head_layer.in_features * self.head_layer.out_features
+        return 1 + extra / forward
 
     # ---------------------------------------------------------------- pieces
 
@@ -178,28 +226,29 @@ class ForwardOnly:
         return out, [seen[k] for k in range(len(watch))]
 
     def _apply_error(self, k: int, kept: dict[str, Tensor], error: Tensor) -> None:
-        """Block k's gradients from dL/dz_k (`error`, [N, d_k]) and its SoftHebb term."""
+        """Block k's gradients from dL/dz_k (`error`, [N, d_k]) and its SoftHebb term, summed into
+        .grad by GEMMs that add (addmm), without weight-sized temporaries."""
         hebb, clapp, relu = self.layers[k]
+        cw, hw = self.cfg.contrastive_weight, self.cfg.hebbian_weight
         a, o = kept["clapp"]
         if relu:  # z = relu(o): the ReLU's derivative
             delta, inputs = error * (o > 0), a
         else:  # z = mean over tokens of (... + o): each token gets error / T
             delta, inputs = error, a.mean(1)
-        grads = {clapp.weight: self.cfg.contrastive_weight * delta.T @ inputs,
-                 clapp.bias: self.cfg.contrastive_weight * delta.sum(0)} if self.cfg.contrastive_weight > 0 else {}
-        if self.cfg.hebbian_weight > 0:
+        if cw > 0:
+            _add_grad(clapp.weight, delta.T, inputs, cw)
+            if clapp.bias is not None:
+                _add_grad(clapp.bias, None, delta.sum(0), cw)
+        if hw > 0:
             x, u = kept["hebb"]  # gradient descent: minus the Hebbian increment
-            hebb_grad = -self.cfg.hebbian_weight * hebbian_update(hebb, x, u, "softhebb", self.cfg.hebbian_temperature)
-            grads[hebb.weight] = grads.get(hebb.weight, 0) + hebb_grad
-        for p, g in grads.items():
-            if p is not None:
-                p.grad = g if p.grad is None else p.grad + g
+            into = torch.zeros_like(hebb.weight) if hebb.weight.grad is None else hebb.weight.grad
+            hebb.weight.grad = hebbian_update(hebb, x, u, "softhebb", self.cfg.hebbian_temperature, into=into, alpha=-hw)
 
     # ---------------------------------------------------------------- the update
 
     def step(self, batch: Batch) -> StepStats:
         _, loss = self.stage_step(0, len(self.model.blocks), batch.inputs, batch)
-        return StepStats(loss=loss, examples=batch.size, forward_equivalents=2.0)
+        return StepStats(loss=loss, examples=batch.size, forward_equivalents=self.fe_per_step)
 
     @torch.no_grad()
     def stage_step(self, first: int, last: int, inputs: Tensor, batch: Batch) -> tuple[Tensor, float | None]:
@@ -226,10 +275,11 @@ class ForwardOnly:
             z = h if h.dim() == 2 else h.mean(1)
             # CLAPP: the forecast of z from the previous stage, scored against partners
             forecast, P = z_prev @ self.predictors[k].T, self.predictors[k]
-            s_pos, s_neg = (z[positive] * forecast).sum(1), (z[negative] * forecast).sum(1)
+            z_pos, z_neg = z[positive], z[negative]  # each example's partners' outputs
+            s_pos, s_neg = (z_pos * forecast).sum(1), (z_neg * forecast).sum(1)
             on_pos = (s_pos < cfg.margin).float() / n  # d loss / d s: -on_pos (pos), +on_neg (neg)
             on_neg = (s_neg > -cfg.margin).float() * has_negative / n
-            target = z[negative] * on_neg[:, None] - z[positive] * on_pos[:, None]  # d loss / d forecast
+            target = z_neg * on_neg[:, None] - z_pos * on_pos[:, None]  # d loss / d forecast
             P.grad = target.T @ z_prev
             future = torch.zeros_like(z)  # d loss / d z, on the partners' rows
             future.index_add_(0, positive, -on_pos[:, None] * forecast)

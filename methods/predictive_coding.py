@@ -30,8 +30,9 @@ descend dE/dW at each of the T inference steps, from the same errors the value n
 (no separate learning phase).
 
 Locality is structural: every energy term is built from leaf value nodes, so its autograd
-graph reaches one layer's parameters and two value nodes, and each term is differentiated
-and freed before the next (tests/test_predictive_coding.py walks these graphs). The errors
+graph reaches one layer's parameters and its input node (its own node's gradient, the error
+e_k, is closed-form; methods/_energy.py), and no graph spans two layers
+(tests/test_predictive_coding.py walks these graphs). The errors
 reach the lower layers only through the relaxation, one layer per inference step: with
 T=1 only the top layers learn; with many small steps the updates approach backprop's.
 

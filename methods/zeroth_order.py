@@ -126,16 +126,11 @@ class ZerothOrder:
 
     def _perturb(self, seed: int, scale: float, kept: list[Tensor] | None = None) -> None:
         """theta += scale * z(seed), z regenerated parameter by parameter: one parameter's noise
-        alive at a time, scaled in place (no second temporary, on any device).
-        `kept`: the same z drawn before (noise: keep), used instead of drawing it again; the
-        arithmetic (z * scale rounded, then added) is the same, so both modes agree bit for bit."""
+        alive at a time, added in place in one pass (`add_` with alpha: no scaled temporary, on
+        any device). `kept`: the same z drawn before (noise: keep), used instead of drawing it
+        again; the arithmetic is the same, so both modes agree bit for bit."""
         for index, p in enumerate(self.params):
-            if kept is None:
-                z = self._draw(seed, index, p)
-                p.add_(z.mul_(scale))
-                del z  # freed before the next parameter's noise is drawn
-            else:
-                p.add_(kept[index] * scale)
+            p.add_(self._draw(seed, index, p) if kept is None else kept[index], alpha=scale)
 
     def _loss(self, batch: Batch) -> float:
         # one expression: the low-precision logits are freed once their float copy exists

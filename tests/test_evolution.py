@@ -104,6 +104,27 @@ def test_cpu_sized_chunks_give_the_whole_populations_losses(monkeypatch) -> None
     assert torch.allclose(losses, whole._population_losses(batch), atol=1e-5)
 
 
+@pytest.mark.parametrize("make_task", [_lm, _vit])
+def test_one_member_chunks_give_each_members_explicit_loss(make_task, monkeypatch) -> None:
+    """The ViT's CPU chunks hold one member (x B is then one GEMM, and every layer's factors
+    of the whole population are made once per step and sliced per chunk): each member's loss
+    is still that of its own full-rank perturbed copy of the model."""
+    import methods.evolution as evolution
+
+    task = make_task()
+    monkeypatch.setattr(evolution, "CPU_FORWARD_ELEMENTS", 1)  # one member per forward
+    method = _setup(task, EvolutionConfig(population=6, rank=1, sigma=0.05))
+    plain = copy.deepcopy(method.model)
+    batch = next(task.train_batches(8, torch.Generator().manual_seed(1)))
+    method._seed = 99
+    drawn = []
+    monkeypatch.setattr(method, "_factors", lambda *args, f=method._factors: drawn.append(args[0]) or f(*args))
+    batched = method._population_losses(batch).tolist()
+    assert method._chunk(batch.size) == 1 and sorted(drawn) == list(range(len(method.layers)))  # once per layer
+    explicit = _explicit_losses(method, plain, batch)
+    assert torch.allclose(torch.tensor(batched), torch.tensor(explicit), atol=1e-4), (batched, explicit)
+
+
 def test_the_update_points_down_the_gradient() -> None:
     """With a large population the ES step has a clearly positive cosine with -grad of the batch loss."""
     task = _digits(hidden=(16,))

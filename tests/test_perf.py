@@ -17,6 +17,10 @@ def test_rows_put_each_method_against_backprop_and_project_the_suite(tiny_suite)
     assert backprop.relative == pytest.approx(1.0) and backprop.forward_equivalents == 3.0
     assert mezo.forward_equivalents == 2.0  # SPSA: two forwards per perturbation, n = 1 by default
     assert mezo.relative == pytest.approx(mezo.ms_per_fe / backprop.ms_per_fe)
+    # the counted FLOPs: MeZO's two forwards exactly; backprop's backward skips the input gradient
+    # of the first layer (the tiny suite's digits MLP)
+    assert mezo.flop_fe == pytest.approx(2.0)
+    assert 2.0 < backprop.flop_fe < 3.0 and backprop.cpu_per_flop == pytest.approx(1.0)
     for row in rows:  # a steps budget: 40 steps each, evaluated every 20 (2 checkpoints, test)
         assert row.planned_steps == 40 and row.eval_s > 0 and row.eval_share is not None
         assert row.projected_s == pytest.approx(row.setup_s + 40 * row.ms_per_step / 1e3 + row.eval_s)

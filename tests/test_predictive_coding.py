@@ -66,22 +66,110 @@ def test_no_autograd_graph_spans_two_layers(model: str, incremental: bool, monke
     task = DigitsTask(DigitsConfig(model=model, mlp=MLPConfig(hidden=(32, 32, 32)),
                                    vit=ViTConfig(patch_size=4, dim=16, depth=3, heads=2)))
     method = _method(task, inference_steps=3, incremental=incremental)
+    assert method.by_hand == (model == "mlp")
+    method.by_hand = False  # the autograd path (the MLP's by-hand one builds no graph: next test)
     terms: list[tuple[int, set[int], set[int]]] = []
-    original = method.local_energy
 
-    def recording(k, x_prev, x_k, targets):
-        energy = original(k, x_prev, x_k, targets)
-        allowed = {id(p) for p in method.layers[k].parameters()} | {id(x_prev)} | ({id(x_k)} if x_k is not None else set())
-        terms.append((k, graph_leaves(energy), allowed))
-        return energy
+    def recorder(original):  # the output's energy term and every hidden layer's prediction
+        def recording(k, x_prev, *rest):
+            graph = original(k, x_prev, *rest)
+            allowed = {id(p) for p in method.layers[k].parameters()} | {id(x_prev)}
+            allowed |= {id(x) for x in rest[:1] if isinstance(x, Tensor)}  # the term's own node
+            terms.append((k, graph_leaves(graph), allowed))
+            return graph
+        return recording
 
-    monkeypatch.setattr(method, "local_energy", recording)
+    monkeypatch.setattr(method, "local_energy", recorder(method.local_energy))
+    monkeypatch.setattr(method, "prediction", recorder(method.prediction))
     method.step(_batch(task))
     assert {k for k, _, _ in terms} == set(range(len(method.layers)))  # every layer learned
     everything = {id(p) for p in method.model.parameters()} | {id(x) for x in method.nodes}
     for k, reached, allowed in terms:
         assert reached & everything <= allowed, f"the energy of layer {k} reaches beyond layer {k}"
         assert reached & {id(p) for p in method.layers[k].parameters()}, f"layer {k}'s energy misses its weights"
+
+
+def test_the_mlp_sweep_builds_no_graph(monkeypatch) -> None:
+    """On Linear -> ReLU layers the backward is written out: no prediction carries a graph,
+    and every layer's weights still get their gradient (their values: the next test)."""
+    task = DigitsTask(DigitsConfig(model="mlp", mlp=MLPConfig(hidden=(32, 32))))
+    method = _method(task, inference_steps=3)
+    predictions = []
+    original = method.prediction
+    monkeypatch.setattr(method, "prediction", lambda k, x: predictions.append(original(k, x)) or predictions[-1])
+    grads = []
+    monkeypatch.setattr(method.optimizer, "step", lambda: grads.extend(p.grad for p in method.model.parameters()))
+    method.step(_batch(task))
+    assert predictions and all(p.grad_fn is None for p in predictions)
+    assert len(grads) == 6 and all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def reference_sweep(self, x0, targets, infer, learn, first):
+    """The sweep as first written: every term's whole graph built and differentiated on its own
+    (one backward call per layer), the reference the faster sweep of methods/_energy.py must match."""
+    n, size = len(self.layers), x0.shape[0]
+    energies = [None] * n
+    for k in range(n - 1, n) if first else range(n):
+        x_prev = x0 if k == 0 else self.nodes[k - 1]
+        x_k = self.nodes[k] if k < n - 1 else None
+        if k == 0 and not learn and x_k is not None:
+            energy = 0.5 * (x_k - self.first_prediction).pow(2).sum()
+        elif x_k is not None:
+            energy = 0.5 * (x_k - self.layers[k](x_prev)).pow(2).sum()
+        else:
+            energy = self.local_energy(k, x_prev, x_k, targets)
+        inputs = [x for x in (x_prev if k > 0 else None, x_k) if x is not None] if infer else []
+        inputs += [p for p in self.layers[k].parameters() if p.requires_grad] if learn else []
+        if inputs:
+            (self.precision(k) * energy / size).backward(inputs=inputs)
+        energies[k] = energy.detach() / size
+    if infer:
+        with torch.no_grad():
+            for k, (x, v) in enumerate(zip(self.nodes, self.velocity)):
+                v.mul_(self.cfg.inference_momentum)
+                if x.grad is not None:
+                    v.add_(x.grad, alpha=size)
+                    x.grad = None
+                x.sub_(self.cfg.inference_lr * self.inference_scale(k) * v)
+    return energies
+
+
+@pytest.mark.parametrize("model", ["mlp", "vit"])
+@pytest.mark.parametrize("config", [{}, {"incremental": True}, {"output_energy": "ce"}, {"active_inference": True}])
+def test_sweep_matches_one_backward_per_term(model: str, config: dict, monkeypatch) -> None:
+    """The sweep's closed-form node gradients and single backward call give the weights (and,
+    for active inference, the precisions) of differentiating every term on its own."""
+    from methods.active_inference import ActiveInference, ActiveInferenceConfig
+
+    task = DigitsTask(DigitsConfig(model=model, mlp=MLPConfig(hidden=(32, 32)),
+                                   vit=ViTConfig(patch_size=4, dim=16, depth=2, heads=2)))
+    # SGD, not AdamW: AdamW divides by the gradient's RMS, which turns rounding noise in a gradient
+    # that is zero in exact arithmetic (the ViT's key bias: softmax ignores it) into lr-sized steps
+    config = {**config, "optimizer": "sgd", "lr": 0.05}
+    active = config.pop("active_inference", False)
+    runs = []
+    for sweep in (None, reference_sweep):
+        if active:
+            outer = ActiveInference()
+            outer.setup(SetupContext(model=task.build_model(torch.Generator().manual_seed(0)), task=task,
+                                     config=ActiveInferenceConfig(inference_steps=6, **config),
+                                     device=torch.device("cpu"), generator=torch.Generator().manual_seed(0),
+                                     budget_fraction=lambda: 0.5))
+            method = outer.continuous
+        else:
+            method = outer = _method(task, inference_steps=4, **config)
+        if sweep is not None:
+            monkeypatch.setattr(method, "_sweep", sweep.__get__(method))
+        batches = task.train_batches(32, torch.Generator().manual_seed(1))
+        losses = [outer.step(next(batches)).loss for _ in range(3)]
+        runs.append((method, losses))
+    (fast, fast_losses), (ref, ref_losses) = runs
+    assert fast_losses == pytest.approx(ref_losses, rel=1e-5)
+    for a, b in zip(fast.model.parameters(), ref.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    if active:
+        torch.testing.assert_close(fast.log_precision, ref.log_precision, rtol=1e-6, atol=1e-9)
+        assert not torch.equal(fast.log_precision, torch.zeros_like(fast.log_precision))  # they were learned
 
 
 def test_updates_differ_from_backprop_until_inference_converges() -> None:
