@@ -1,4 +1,4 @@
-"""Control tasks with discrete observations: the T-maze, a small grid world, FrozenLake.
+"""Control tasks with discrete observations: the T-maze, a small grid world, a maze, FrozenLake.
 
 Every task implements `ControlTask` (harness/interface.py): `make_env(seed)` gives a seeded
 environment whose observations are tuples of outcome indices, one per modality; networks
@@ -19,6 +19,10 @@ Rewards and the target return are the same for every method.
 - grid_world: a 4x4 room with an L-shaped wall, start top-left, goal bottom-right (6 moves);
   a move goes astray to a random other direction with probability `slip`; reward 1 at
   the goal (terminal). Modalities: position (16), outcome (none, goal).
+- maze: a 6x6 maze (29 open cells), three pits that end the episode with 0, dead ends and
+  `slip`; start top-left; the shortest route to the goal is 6 moves and passes beside a pit,
+  a safer one 8. Modalities: position (36), outcome (none, goal, pit). The grid world's env
+  with another layout (`GridWorldEnv.grid`).
 - frozen_lake: gymnasium's FrozenLake-v1 (4x4; `slippery` false by default: the slippery
   lake's best success rate is ~0.74). Reward 1 at the goal; holes end the episode with 0.
   Modalities: position (16), outcome (none, goal, hole), the outcome read from gymnasium's
@@ -36,9 +40,9 @@ What the generative models give an active-inference agent (the rest it learns):
   Preferences: reward +3, loss -6, not pymdp's -3: with arms that end the episode and plain
   (not sophisticated) policy evaluation, a 50/50 guess must look worse than a step spent
   at the cue, or the agent guesses (measured with -3: success ~0.6).
-- grid_world, frozen_lake: that positions are observed exactly (A of the position
+- grid_world, maze, frozen_lake: that positions are observed exactly (A of the position
   modality is the identity) and the start position; the transitions (walls, slips,
-  holes) and where the outcomes occur are learned.
+  holes, pits) and where the outcomes occur are learned.
 """
 
 from __future__ import annotations
