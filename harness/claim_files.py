@@ -1,7 +1,8 @@
 """Claim files: what a claim says, checked when it is read, and the template `bench claims new` writes.
 
 A claim (suites/claims/<id>.yaml) names a method and a baseline (each a `Side`, with an
-optional learning-rate search space), a suite and one of its tasks, a budget, the number
+optional search space: `tune: {key, values}` over any key of the method's Config, or
+`tune_lr: [...]`, the shorthand for `tune: {key: lr, ...}`), a suite and one of its tasks, a budget, the number
 of seeds, a measured quantity (harness/quantities.py) and the expected relation. Every
 key is validated on load (`build_dataclass`), the error budget cannot be loosened, and
 `overrides` may hold only what cannot change the comparison (`SAFE_OVERRIDES`).
@@ -32,12 +33,69 @@ class NotComparable(Exception):
 
 
 @dataclass(frozen=True)
+class Tuning:
+    """What one side is tuned over: a key of its method's Config and the values to try.
+
+    The learning rate is one such key; a method that does not read `lr` on a task (the
+    discrete active-inference agent on control tasks) is tuned over a knob it does read."""
+
+    key: str
+    values: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            raise ValueError("tune.key names the method setting to tune (a field of its Config), e.g. `key: lr`")
+        if not self.values:
+            raise ValueError(f"tune.values: give the values of {self.key} to try, e.g. `values: [0.5, 1.0, 2.0]`")
+        bad = [v for v in self.values if not isinstance(v, (int, float, str, bool))]
+        if bad:
+            raise ValueError(f"tune.values of {self.key} must be plain numbers, strings or booleans, got {bad!r}")
+        if len(set(map(repr, self.values))) != len(self.values):
+            raise ValueError(f"tune.values of {self.key} repeat a value ({list(self.values)}): each trial must differ")
+
+
+@dataclass(frozen=True)
 class Side:
-    """One side of a comparison: a registered method and its settings."""
+    """One side of a comparison: a registered method, its settings, and what it is tuned over."""
 
     name: str
     config: dict[str, Any] = field(default_factory=dict)
-    tune_lr: tuple[float, ...] = ()
+    tune_lr: tuple[float, ...] = ()  # shorthand for tune: {key: lr, values: [...]}
+    tune: Tuning | None = None
+
+    def __post_init__(self) -> None:
+        if self.tune_lr and self.tune is not None:
+            raise ValueError(f"{self.name}: give either tune_lr (the learning rate) or tune: {{key, values}}, not both")
+        if any(lr <= 0 for lr in self.tune_lr):
+            raise ValueError("tune_lr values are learning rates: every one must be > 0")
+
+    @property
+    def search(self) -> Tuning | None:
+        """The side's own search space, `tune_lr` read as `tune: {key: lr}`; None: the method's default."""
+        if self.tune is not None:
+            return self.tune
+        return Tuning("lr", tuple(self.tune_lr)) if self.tune_lr else None
+
+
+def check_tuning(side: Side, role: str) -> None:
+    """Refuse a search key the method has not, or a value its Config rejects, when the file is read
+    (not hours later in a trial). An unregistered method is left to `verify` (not comparable)."""
+    search = side.search
+    if search is None:
+        return
+    try:
+        method = registry.get_method(side.name)
+    except registry.RegistryError:
+        return
+    fields = [f.name for f in dataclasses.fields(method.Config)]
+    if search.key not in fields:
+        raise ValueError(f"{role}.tune.key: {search.key!r} is not a setting of {side.name}."
+                         f"{registry.did_you_mean(search.key, fields)} Its Config fields: {', '.join(fields)}.")
+    for value in search.values:
+        try:
+            build_dataclass(method.Config, {**side.config, search.key: value}, f"{role} {side.name}")
+        except ConfigError as exc:
+            raise ValueError(f"{role}.tune: {search.key}={value!r} is not a valid setting: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -77,12 +135,14 @@ class Claim:
         if self.seeds < MIN_SEEDS:
             raise ValueError(f"seeds: {self.seeds} is too few: a verdict needs at least {MIN_SEEDS} seeds (with 2, the "
                              f"t quantile is 12.7 and the spread rests on one difference); set `seeds: {MIN_SEEDS}`")
-        sides = [side for side in (self.method, self.baseline) if side is not None and side.tune_lr]
-        if len({len(side.tune_lr) for side in sides}) > 1:
-            raise ValueError("both sides get the same tuning effort: method.tune_lr and baseline.tune_lr must hold "
-                             f"as many values (got {', '.join(f'{s.name}: {len(s.tune_lr)}' for s in sides)})")
-        if any(lr <= 0 for side in sides for lr in side.tune_lr):
-            raise ValueError("tune_lr values are learning rates: every one must be > 0")
+        sides = [(role, side) for role, side in (("method", self.method), ("baseline", self.baseline))
+                 if side is not None and side.search is not None]
+        if len({len(side.search.values) for _, side in sides}) > 1:
+            raise ValueError("both sides get the same tuning effort: the method's and the baseline's search spaces "
+                             "(tune_lr or tune.values) must hold as many values (got "
+                             f"{', '.join(f'{s.name}: {len(s.search.values)} {s.search.key}' for _, s in sides)})")
+        for role, side in sides:
+            check_tuning(side, role)
         if self.confidence is not None and not (1 - ALPHA <= self.confidence < 1):
             raise ValueError(f"confidence: {self.confidence} would loosen the fixed {100 * ALPHA:g}% false-support rate "
                              f"that every claim shares; remove the key (or give a value from {1 - ALPHA:g} up to "
@@ -103,11 +163,20 @@ class Claim:
 
     def design(self) -> dict[str, Any]:
         """What the claim compares and how, without the seed count: a change here is a new claim."""
-        return {"method": dataclasses.asdict(self.method),
-                "baseline": None if self.baseline is None else dataclasses.asdict(self.baseline),
+        return {"method": _side_design(self.method),
+                "baseline": None if self.baseline is None else _side_design(self.baseline),
                 "suite": self.suite, "task": self.task, "quantity": self.quantity, "relation": self.relation,
                 "budget": self.budget, "target": self.target, "profile": self.suite_profile,
                 **({"not_testable": self.not_testable} if self.not_testable else {})}
+
+
+def _side_design(side: Side) -> dict[str, Any]:
+    """A side as the design hash sees it: `tune` only when set, so files that predate it keep their hash
+    (and their looks at the data, harness/claims.py `_looks`)."""
+    design = dataclasses.asdict(side)
+    if side.tune is None:
+        del design["tune"]
+    return design
 
 
 def check_overrides(pairs: Any, where: str, allow_profile: bool = False) -> None:
@@ -156,7 +225,8 @@ source: "Who made the claim, where (talk, paper, press release), and a link or r
 statement: "The claim in the words it was made."
 method: {{name: backprop, config: {{}}}}        # the paradigm the claim is about
 baseline: {{name: backprop, config: {{}}, tune_lr: [0.0003, 0.001, 0.003]}}  # strongest reasonable baseline
-# Equal tuning: the method gets as many trials (its own tune_lr, or its lr x 0.5, 1, 2 by default).
+# Equal tuning: the method gets as many trials (its own search space, or its default key x 0.5, 1, 2).
+# Any key of a method's Config can be searched: tune: {{key: learning_rate, values: [0.5, 1.0, 2.0]}}.
 suite: vision-vit                             # suites/<suite>.yaml
 task: mlp                                     # a task label of that suite
 quantity: accuracy_gap                        # {quantities}

@@ -14,6 +14,16 @@ Psychol. 99; Heins et al. 2022, "pymdp", JOSS 7(73)). Equation numbers refer to 
   tree, so shared prefixes are computed once; policy order is itertools.product's.
 - `wnorm`: pymdp's spm_wnorm, 1/sum(a) - 1/a, the sensitivity of the expected log-likelihood
   to one more count.
+- `forget`: exponential forgetting of Dirichlet counts toward their prior, a <- a0 + w (a - a0),
+  w in (0, 1]: the forgetting rate of Dirichlet learning in Smith, Friston & Whyte (2022), "A
+  step-by-step tutorial on active inference and its application to empirical data", J. Math.
+  Psychol. 107 (there the counts decay toward 0; here toward the prior a0, Kulhavy & Zarrop
+  (1993), "On a general concept of forgetting", Int. J. Control 58(4), "stabilised forgetting",
+  so that counts of a never-revisited state fall back to the flat prior, not below it, and
+  its outcome becomes unknown again). w = 1 (no forgetting) is pymdp's behaviour. With w < 1
+  the effective memory is about 1 / (1 - w) updates: a world that changes (a moved goal) is
+  relearned in about that many, where counts that never decay need as many contrary
+  observations as they ever gathered.
 
 Every function runs under `torch.no_grad()`; nothing here builds an autograd graph.
 """
@@ -38,6 +48,12 @@ def normalise(counts: Tensor) -> Tensor:
 def wnorm(counts: Tensor) -> Tensor:
     """pymdp's spm_wnorm: 1/a0 - 1/a (<= 0), the novelty weights of Dirichlet counts a."""
     return (1.0 / counts.sum(dim=0, keepdim=True).clamp_min(EPS) - 1.0 / counts.clamp_min(EPS)) * (counts > 0)
+
+
+@torch.no_grad()
+def forget(counts: Tensor, prior: float, retention: float) -> Tensor:
+    """Counts decayed toward their flat prior: prior + retention * (counts - prior) (see the module docstring)."""
+    return counts if retention >= 1.0 else prior + retention * (counts - prior)
 
 
 @torch.no_grad()

@@ -187,3 +187,40 @@ def test_claims_options_may_come_anywhere_on_the_command_line(tmp_path: Path, ca
                  ["claims", "verify", "ghost", "--claims-dir", str(tmp_path), f"results_dir={tmp_path / 'r'}"]):
         assert main(argv) == 0, capsys.readouterr().err
     assert path.is_file() and (tmp_path / "r" / "claims" / "ghost.json").is_file()
+
+
+def test_each_side_is_tuned_over_its_own_key_and_a_key_a_method_ignores_is_flagged(tmp_path: Path) -> None:
+    """The discrete active-inference agent does not read `lr`: tuned over it, its trials are
+    identical (flagged in the verdict); tuned over its Dirichlet learning rate, they differ and
+    the winner is the config the comparison runs."""
+    path = _claim(tmp_path, id="keys", suite="control", task="grid_world", seeds=3, budget={"env_steps": 300},
+                  overrides={"threads": 1}, quantity="env_steps_ratio", target=0.9, relation=">= 1",
+                  method={"name": "active_inference", "tune": {"key": "learning_rate", "values": [0.25, 4.0]}},
+                  baseline={"name": "active_inference", "tune_lr": [0.001, 0.002]})
+    document = _verify(path, tmp_path / "results")
+    tuning = document["tuning"]
+    assert tuning["keys"] == {"method": "learning_rate", "baseline": "lr"} and tuning["trials_per_side"] == 2
+    assert [t["learning_rate"] for t in tuning["method"]] == [0.25, 4.0]
+    assert [t["lr"] for t in tuning["baseline"]] == [0.001, 0.002]
+    assert len({t["val"] for t in tuning["method"]} | {t["score"] for t in tuning["method"]}) > 1
+    assert "baseline's 2 trials over lr gave identical runs" in tuning["reason"]
+    assert "method's" not in tuning["reason"]
+    best = max(tuning["method"], key=lambda t: t["score"] if t["score"] is not None else -float("inf"))
+    assert document["provenance"]["method"]["set"]["learning_rate"] == best["value"]
+
+
+@pytest.mark.parametrize("method, expected", [
+    ({"name": "active_inference", "tune": {"key": "learning_rat", "values": [1.0, 2.0]}},
+     'not a setting of active_inference. Did you mean "learning_rate"'),
+    ({"name": "active_inference", "tune": {"key": "horizon", "values": [4, 20]}}, "horizon=20 is not a valid"),
+    ({"name": "active_inference", "tune": {"key": "gamma", "values": [4.0, 4.0]}}, "repeat a value"),
+    ({"name": "dqn", "tune_lr": [0.001, 0.002], "tune": {"key": "gamma", "values": [0.9, 0.99]}}, "not both"),
+    ({"name": "active_inference", "tune": {"key": "gamma", "values": [4.0, 16.0, 64.0]}}, "2 lr"),
+])
+def test_bad_search_spaces_are_refused_when_the_file_is_read(tmp_path: Path, method: dict, expected: str) -> None:
+    path = _claim(tmp_path, id="space", suite="control", task="grid_world", quantity="env_steps_ratio", target=0.9,
+                  relation=">= 1", method=method, baseline={"name": "dqn", "tune_lr": [0.001, 0.002]})
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_claim(path)
+    if "not a setting" in expected:
+        assert "Its Config fields:" in str(info.value) and "b_concentration" in str(info.value)

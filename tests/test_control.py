@@ -21,7 +21,8 @@ from harness.record import parse_record
 from harness.runner import run_cell
 from harness.report.summary import render, summarise
 from suites.tasks.control_continual import MOVED_GOAL, MovingGoalConfig, MovingGoalTask
-from suites.tasks.control_envs import GOAL, ControlConfig, ControlTaskBase, FrozenLakeTask, TMazeTask
+from suites.tasks.control_envs import (GOAL, PIT_OUTCOME, ControlConfig, ControlTaskBase, FrozenLakeTask, MazeEnv,
+                                       MazeTask, TMazeTask)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -234,3 +235,28 @@ def test_active_inference_follows_the_moving_goal_and_its_phases_are_read_from_t
     assert phases.phase1_end >= 0.8 and phases.phase2_end >= 0.8, phases
     assert QUANTITIES["control_forgetting_gap"].read(parse_record(record), None).value == pytest.approx(
         phases.phase1_end - phases.phase3_start)
+
+
+def test_maze_pits_end_the_episode_with_nothing_and_the_short_route_pays() -> None:
+    env = MazeEnv(MazeTask.Config(slip=0.0), seed=0)
+    assert env.reset() == (0, 0)
+    for action in (1, 1, 1, 2, 2):  # right x3, down x2: one move from the goal
+        observation, reward, terminated, truncated = env.step(action)
+        assert (reward, terminated, truncated) == (0.0, False, False)
+    assert env.step(2) == ((21, 1), 1.0, True, False)  # the shortest route: 6 moves
+    env.reset()
+    for action in (1, 1, 1, 2):
+        env.step(action)
+    assert env.step(1) == ((10, PIT_OUTCOME), 0.0, True, False)  # beside the route: a pit
+    env.reset()
+    for _ in range(MazeTask.Config().max_steps - 1):
+        assert env.step(0)[2:] == (False, False)  # bumping the top wall
+    assert env.step(0)[2:] == (False, True)  # the time limit truncates
+
+
+def test_maze_gives_the_agent_positions_and_the_start_only() -> None:
+    task = MazeTask(MazeTask.Config())
+    spec = task.generative_model()
+    assert spec.states == 36 == task.observation_counts[0] and task.observation_counts[1] == 3
+    assert spec.B is None and spec.A[1] is None  # transitions and where goal and pits are: learned
+    assert spec.D[0] == 1.0 and spec.horizon == 6

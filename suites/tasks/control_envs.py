@@ -1,4 +1,4 @@
-"""Control tasks with discrete observations: the T-maze, a small grid world, FrozenLake.
+"""Control tasks with discrete observations: the T-maze, a small grid world, a maze, FrozenLake.
 
 Every task implements `ControlTask` (harness/interface.py): `make_env(seed)` gives a seeded
 environment whose observations are tuples of outcome indices, one per modality; networks
@@ -19,6 +19,10 @@ Rewards and the target return are the same for every method.
 - grid_world: a 4x4 room with an L-shaped wall, start top-left, goal bottom-right (6 moves);
   a move goes astray to a random other direction with probability `slip`; reward 1 at
   the goal (terminal). Modalities: position (16), outcome (none, goal).
+- maze: a 6x6 maze (29 open cells), three pits that end the episode with 0, dead ends and
+  `slip`; start top-left; the shortest route to the goal is 6 moves and passes beside a pit,
+  a safer one 8. Modalities: position (36), outcome (none, goal, pit). The grid world's env
+  with another layout (`GridWorldEnv.grid`).
 - frozen_lake: gymnasium's FrozenLake-v1 (4x4; `slippery` false by default: the slippery
   lake's best success rate is ~0.74). Reward 1 at the goal; holes end the episode with 0.
   Modalities: position (16), outcome (none, goal, hole), the outcome read from gymnasium's
@@ -36,9 +40,9 @@ What the generative models give an active-inference agent (the rest it learns):
   Preferences: reward +3, loss -6, not pymdp's -3: with arms that end the episode and plain
   (not sophisticated) policy evaluation, a 50/50 guess must look worse than a step spent
   at the cue, or the agent guesses (measured with -3: success ~0.6).
-- grid_world, frozen_lake: that positions are observed exactly (A of the position
+- grid_world, maze, frozen_lake: that positions are observed exactly (A of the position
   modality is the identity) and the start position; the transitions (walls, slips,
-  holes) and where the outcomes occur are learned.
+  holes, pits) and where the outcomes occur are learned.
 """
 
 from __future__ import annotations
@@ -193,6 +197,7 @@ GRID = ("S...",
         "...G")
 MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))  # up, right, down, left
 GOAL = "".join(GRID).index("G")
+GOAL_OUTCOME, PIT_OUTCOME = 1, 2  # outcome modality: none, goal, pit (the grid world has no pits)
 
 
 @dataclass(frozen=True)
@@ -207,14 +212,17 @@ class GridWorldConfig(ControlConfig):
 
 
 class GridWorldEnv:
+    grid: tuple[str, ...] = GRID  # rows of the layout: S start, G goal, # wall, O pit (a subclass may change it)
+
     def __init__(self, config: GridWorldConfig, seed: int) -> None:
         self.config, self.rng = config, np.random.default_rng(seed)
-        self.size = len(GRID)
-        self.goal = GOAL  # the cell that pays and ends the episode (a subclass may move it)
+        self.size = len(self.grid)
+        self.goal = "".join(self.grid).index("G")  # the cell that pays and ends the episode (a subclass may move it)
+        self.start = "".join(self.grid).index("S")
 
     def reset(self) -> Observation:
-        self.position, self.t = 0, 0
-        return (0, 0)
+        self.position, self.t = self.start, 0
+        return (self.start, 0)
 
     def step(self, action: int) -> tuple[Observation, float, bool, bool]:
         if not 0 <= action < 4:
@@ -224,11 +232,13 @@ class GridWorldEnv:
             action = int(self.rng.choice([a for a in range(4) if a != action]))
         row, col = divmod(self.position, self.size)
         r, c = row + MOVES[action][0], col + MOVES[action][1]
-        if 0 <= r < self.size and 0 <= c < self.size and GRID[r][c] != "#":
+        if 0 <= r < self.size and 0 <= c < len(self.grid[r]) and self.grid[r][c] != "#":
             self.position = r * self.size + c
         goal = self.position == self.goal
-        truncated = not goal and self.t >= self.config.max_steps
-        return (self.position, int(goal)), float(goal), goal, truncated
+        pit = self.grid[row := self.position // self.size][self.position - row * self.size] == "O"
+        outcome = GOAL_OUTCOME if goal else (PIT_OUTCOME if pit else NONE)
+        truncated = not (goal or pit) and self.t >= self.config.max_steps
+        return (self.position, outcome), float(goal), goal or pit, truncated
 
 
 @register_task("grid_world")
@@ -242,6 +252,42 @@ class GridWorldTask(ControlTaskBase):
 
     def generative_model(self) -> DiscreteModelSpec:
         return _positional_model(16, 2, np.array([0.0, 3.0]), horizon=6)
+
+
+# -------------------------------------------------------------------------------- maze
+
+MAZE = ("S...#.",
+        ".##.O.",
+        ".O..#.",
+        ".#.G..",
+        "...#.O",
+        "#.....")
+
+
+@dataclass(frozen=True)
+class MazeConfig(GridWorldConfig):
+    max_steps: int = 24
+
+
+class MazeEnv(GridWorldEnv):
+    grid = MAZE
+
+
+@register_task("maze")
+class MazeTask(ControlTaskBase):
+    """The harder world: 36 cells (29 open), three pits that end the episode with 0, slips, dead
+    ends; the shortest route is 6 moves and passes a pit (a slip there falls in with p = slip / 3),
+    a safer one is 8. The agent learns 4 x 36 transition columns and 36 outcome columns."""
+
+    Config = MazeConfig
+    observation_counts = (36, 3)
+    action_count = 4
+
+    def make_env(self, seed: int) -> MazeEnv:
+        return MazeEnv(self.config, seed)
+
+    def generative_model(self) -> DiscreteModelSpec:
+        return _positional_model(36, 3, np.array([0.0, 3.0, -3.0]), horizon=6)
 
 
 def _positional_model(positions: int, outcomes: int, preferences: np.ndarray, horizon: int) -> DiscreteModelSpec:
