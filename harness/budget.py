@@ -11,7 +11,11 @@ Rules (the same for every method):
 - *forward_equivalents* are the method's own count of full-model forward passes over
   its batch (`StepStats.forward_equivalents`); backprop counts ~3 per step.
 - *seconds* are wall seconds spent inside `Method.step` only (device-synchronised);
-  evaluation, checkpoint copies and logging are not counted.
+  evaluation, checkpoint copies and logging are not counted. A step run under the
+  meter's FLOP probe is charged as the un-probed steps of its kind run (their median,
+  once the first is seen; its own time only when none ever runs): the probe's slowdown
+  is the meter's, so it never eats a seconds budget (harness/meter.py); the excess is
+  recorded apart as `timing.phase_seconds["probe"]`.
 - *flops* are counted FLOPs per step kind (from the meter's probes) times the steps
   of that kind; *joules* are measured energy inside steps (harness/meter.py). A
   joules budget is refused where no energy counter exists.

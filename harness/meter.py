@@ -10,8 +10,21 @@ Rules (what is measured, and how):
   next step while the device runs this one; the seconds are the device's time between
   the events. Otherwise `torch.cuda.synchronize` before starting and before stopping the
   clock. Evaluation is timed apart by the runner. Steps that carry a probe (below) are
-  timed synchronously, kept out of the median step time, and their count and seconds
-  are recorded, since probes slow a step.
+  timed synchronously, kept out of the median step time, and their count and own
+  seconds are recorded (`probe_seconds`), since probes slow a step.
+- What a probe step is charged (the seconds budget and `train_seconds`): a probe is a
+  real training step slowed by the FLOP counter and the ledger's hooks (seen: an int8 ES
+  step of 5.9 s took 72 s under the counter), and the slowdown is the meter's, not the
+  method's. So a probe step is charged nothing when it runs; the first un-probed step of
+  the same kind settles it: it is charged the median of that kind's un-probed steps known
+  then (that step's seconds; the median of those a `flush` reads, for deferred CUDA steps),
+  capped at its own time, which the counter can only have lengthened. A probe whose kind never runs un-probed is charged its own
+  time at `flush(settle=True)` (the end of a loop), the only time known for it. What the
+  probes took beyond their charge is the record's `phase_seconds["probe"]`, beside the
+  counters' set-up and reading, so every second of a cell is still accounted for. Effect:
+  a seconds budget buys the same steps with or without a slow probe, within one step (the
+  probe's charge arrives one step late). Energy is not re-attributed: joules are what the
+  counter read, probes included.
 - Probes: the first `probe_steps` steps, afterwards the next step whenever a step
   of a kind never probed has been seen (`StepStats.kind`), and a step the caller
   announced (`expect`) as of a kind never probed (a rare kind, e.g. a continual
@@ -83,9 +96,14 @@ class MeterConfig:
 
 @dataclass(frozen=True)
 class StepCost:
+    """`seconds`: what this call charges the seconds budget (its own step, 0 for a probe, plus
+    any earlier probe of its kind it settles; module docstring); `step_seconds`: the step's own
+    measured time (0 for a deferred CUDA step, whose time arrives at `flush`)."""
+
     seconds: float
     joules: float | None
     probed: bool
+    step_seconds: float = 0.0
 
 
 def _read_hwm() -> int | None:
@@ -115,12 +133,15 @@ class Meter:
         self.energy = EnergyMeter(device)
         # CUDA events read at `flush` instead of a host sync per step (module docstring)
         self.deferred = defer_timing and device.type == "cuda" and not self.energy.per_step
-        self._pending: list[tuple[Any, Any]] = []  # (start, end) CUDA events of steps not yet read
+        self._pending: list[tuple[Any, Any, str]] = []  # (start, end) CUDA events and kind of steps not yet read
         self.clock = StepClock()
         self.sampler = Sampler(self.energy, self.clock) if config.sampling else None
-        self.step_seconds: list[float] = []
-        self.probe_seconds: list[float] = []
-        self.probe_overhead_seconds = 0.0  # a probe's own set-up and reading, outside its timed step
+        self.step_seconds: list[float] = []  # un-probed steps' seconds
+        self._kind_seconds: dict[str, list[float]] = {}  # the same, per step kind (what probes are charged from)
+        self.probe_seconds: list[float] = []  # probe steps' own seconds, the counter's slowdown included
+        self.probe_charged: list[float] = []  # what each settled probe step was charged (module docstring)
+        self._unsettled: dict[str, list[float]] = {}  # own seconds of probes awaiting an un-probed step of their kind
+        self._probe_setup_seconds = 0.0  # counting modes set up and read, outside the timed steps
         self.kind_counts: Counter[str] = Counter()
         self.flops_per_kind: dict[str, int] = {}
         self.expected: str | None = None  # the kind the caller announced for the next step
@@ -177,12 +198,13 @@ class Meter:
         self.kind_counts[stats.kind] += 1
         if probe:
             self.probe_seconds.append(seconds)
+            self._unsettled.setdefault(stats.kind, []).append(seconds)
             self.flops_per_kind.setdefault(stats.kind, flops.get_total_flops())
             self._update_ledger(saved)
-            self.probe_overhead_seconds += time.perf_counter() - outer - seconds  # counting modes set up, read
-        else:
-            self.step_seconds.append(seconds)
-        return stats, StepCost(seconds, joules, probe)
+            self._probe_setup_seconds += time.perf_counter() - outer - seconds  # counting modes set up, read
+            return stats, StepCost(0.0, joules, True, seconds)
+        self._add_step_seconds(stats.kind, seconds)
+        return stats, StepCost(seconds + self._settle(stats.kind), joules, False, seconds)
 
     def _deferred_step(self, run_step: Callable[[], StepStats]) -> tuple[StepStats, StepCost]:
         begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -191,20 +213,55 @@ class Meter:
         stats = run_step()
         end.record()
         self.clock.stop(time.perf_counter())
-        self._pending.append((begin, end))
+        self._pending.append((begin, end, stats.kind))
         self.kind_counts[stats.kind] += 1
         return stats, StepCost(0.0, None, False)
 
-    def flush(self) -> float:
-        """Read the deferred steps' CUDA events (one wait for the last of them): the seconds
-        they add. Called at evaluation boundaries and by `report`; 0.0 when nothing waits."""
-        if not self._pending:
+    def _add_step_seconds(self, kind: str, seconds: float) -> None:
+        self.step_seconds.append(seconds)
+        self._kind_seconds.setdefault(kind, []).append(seconds)
+
+    def _settle(self, kind: str) -> float:
+        """Charge the probes of `kind` still waiting the median of that kind's un-probed steps
+        (capped at each probe's own time): the seconds added to the budget now."""
+        waiting = self._unsettled.pop(kind, [])
+        if not waiting:
             return 0.0
-        self._pending[-1][1].synchronize()
-        seconds = [begin.elapsed_time(end) / 1e3 for begin, end in self._pending]
-        self._pending.clear()
-        self.step_seconds.extend(seconds)
-        return sum(seconds)
+        typical = statistics.median(self._kind_seconds[kind])
+        charges = [min(own, typical) for own in waiting]
+        self.probe_charged.extend(charges)
+        return sum(charges)
+
+    def flush(self, settle: bool = False) -> float:
+        """Read the deferred steps' CUDA events (one wait for the last of them): the seconds
+        they add to the budget, probes they settle included. Called at evaluation boundaries
+        and by `report`; 0.0 when nothing waits. `settle` (the end of a loop): a probe whose
+        kind never ran un-probed is charged its own time, the only time known for it."""
+        added = 0.0
+        if self._pending:
+            self._pending[-1][1].synchronize()
+            for begin, end, kind in self._pending:
+                seconds = begin.elapsed_time(end) / 1e3
+                self._add_step_seconds(kind, seconds)
+                added += seconds
+            self._pending.clear()
+            added += sum(self._settle(kind) for kind in list(self._unsettled) if kind in self._kind_seconds)
+        if settle:
+            for own in self._unsettled.values():
+                self.probe_charged.extend(own)
+                added += sum(own)
+            self._unsettled.clear()
+        return added
+
+    @property
+    def probe_overhead_seconds(self) -> float:
+        """Seconds the probes cost beyond their charge: the counters' set-up and reading, and the
+        probe steps' own time above what they were charged (unsettled probes: all of it)."""
+        return self._probe_setup_seconds + sum(self.probe_seconds) - sum(self.probe_charged)
+
+    def train_seconds(self) -> float:
+        """Seconds charged to training so far: un-probed steps plus the settled probes' charges."""
+        return sum(self.step_seconds) + sum(self.probe_charged)
 
     def _update_ledger(self, saved: SavedTensorLedger) -> None:
         params, grads = model_bytes(self.model)
@@ -233,12 +290,14 @@ class Meter:
         return self.sampler.loop_joules if self.sampler is not None else None
 
     def report(self) -> dict[str, Any]:
-        self.flush()
+        """The measurement section. It settles what is still open (`flush(settle=True)`): a loop
+        that keeps its own seconds counter calls that itself first, to be charged the same."""
+        self.flush(settle=True)
         times = self.step_seconds or self.probe_seconds
         unprobed = [k for k in self.kind_counts if k not in self.flops_per_kind]
         return {
             "time": {
-                "train_seconds": sum(self.step_seconds) + sum(self.probe_seconds),
+                "train_seconds": self.train_seconds(),
                 "median_step_seconds": statistics.median(times) if times else None,
                 "median_from": "unprobed steps" if self.step_seconds else "probe steps (no other step ran)",
                 "probe_steps": len(self.probe_seconds),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,10 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from harness import budget as budgets
 from harness import energy as energy_mod
 from harness.config import ConfigError, resolve
 from harness.energy import EnergyMeter, Sampler, StepClock
-from harness.interface import Batch, SetupContext
+from harness.interface import Batch, SetupContext, StepStats
+from harness.loops.common import TrainLoop
 from harness.meter import Meter, MeterConfig
 from harness.plan import plan
 from harness.runner import run_cell
@@ -203,7 +207,8 @@ def _steps_under(device: torch.device, defer: bool, steps: int = 6) -> tuple[Met
 
 def test_cpu_steps_are_timed_as_they_run_even_when_deferral_is_asked() -> None:
     meter, costs = _steps_under(torch.device("cpu"), defer=True)
-    assert not meter.deferred and all(c > 0 for c in costs)
+    # the probe (the first step) is charged by the step that settles it (test below)
+    assert not meter.deferred and costs[0] == 0.0 and all(c > 0 for c in costs[1:])
     assert meter.flush() == 0.0
     assert meter.report()["time"]["train_seconds"] == pytest.approx(sum(costs))
 
@@ -215,10 +220,90 @@ def test_cuda_steps_are_timed_by_events_read_at_flush_without_a_sync_per_step(mo
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: (syncs.append(1), real(*a, **k))[1])
     meter, costs = _steps_under(torch.device("cuda"), defer=True, steps=20)
     probe_syncs = len(syncs)  # the probe step (the first) still synchronises
-    assert meter.deferred and costs[0] > 0 and costs[1:] == [0.0] * 19
+    assert meter.deferred and costs == [0.0] * 20  # the probe too: its charge waits for the steps of its kind
     seconds = meter.flush()
     assert seconds > 0 and len(meter.step_seconds) == 19 and len(syncs) == probe_syncs
     report = meter.report()["time"]
-    assert report["train_seconds"] == pytest.approx(costs[0] + seconds)
+    assert report["train_seconds"] == pytest.approx(seconds) and report["probe_seconds"] > 0
     synced, _ = _steps_under(torch.device("cuda"), defer=False, steps=20)
     assert not synced.deferred and len(syncs) > probe_syncs + 19  # the other path: a sync around every step
+
+
+class _FakeClock:
+    """`time.perf_counter` that moves only when a fake step says so: budget arithmetic without timing noise."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _TimedSteps:
+    """A method whose steps take `seconds` each on the fake clock, except listed ones (by index)."""
+
+    def __init__(self, clock: _FakeClock, seconds: float, slow: dict[int, tuple[float, str]] | None = None) -> None:
+        self.clock, self.seconds, self.slow, self.index = clock, seconds, slow or {}, 0
+
+    def step(self, batch: Batch) -> StepStats:
+        took, kind = self.slow.get(self.index, (self.seconds, "update"))
+        self.index += 1
+        self.clock.now += took
+        return StepStats(loss=1.0, examples=batch.size, forward_equivalents=1.0, kind=kind)
+
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs
+
+    def memory_buffers(self) -> dict:
+        return {}
+
+
+class _NoTask:
+    metric, higher_is_better = "loss", False
+
+    def evaluate(self, predict, split, device) -> dict[str, float]:
+        return {"loss": 0.0}
+
+    def describe(self) -> dict:
+        return {}
+
+
+def _loop(monkeypatch, method: _TimedSteps, budget: budgets.Budget) -> dict:
+    """Run TrainLoop (the loop every supervised cell runs) under the fake clock: the record's fields."""
+    monkeypatch.setattr(time, "perf_counter", method.clock)
+    model = torch.nn.Linear(1, 1)
+    counters = budgets.Counters()
+    cell = SimpleNamespace(device="cpu", eval_every=1000)
+    batches = itertools.repeat(Batch(torch.zeros(2, 1), torch.zeros(2)))
+    with Meter(torch.device("cpu"), model, method, MeterConfig(probe_steps=1, sampling=False)) as meter:
+        loop = TrainLoop(cell, _NoTask(), method, meter, counters, budget, None)
+        assert loop.run(batches, lambda: budgets.exhausted(budget, counters)) is None
+    return loop.results()
+
+
+def test_a_slow_probe_step_costs_a_seconds_budget_no_steps(monkeypatch) -> None:
+    """The first step runs under the FLOP counter; its slowdown is the meter's. A method whose
+    probe step takes 40 normal steps' time gets the same steps in a seconds budget as one
+    whose probe is not slowed (within one), and every second is still accounted for."""
+    budget = budgets.Budget("seconds", 1.0)
+    plain = _loop(monkeypatch, _TimedSteps(_FakeClock(), 0.125), budget)
+    slow = _loop(monkeypatch, _TimedSteps(_FakeClock(), 0.125, slow={0: (5.0, "update")}), budget)
+    assert plain["counters"]["steps"] == 8
+    assert abs(slow["counters"]["steps"] - plain["counters"]["steps"]) <= 1
+    timing = slow["timing"]
+    assert slow["counters"]["seconds"] == pytest.approx(timing["train_seconds"]) == pytest.approx(1.0)
+    assert timing["probe_seconds"] == pytest.approx(5.0)  # the probe's own time stays in the record
+    assert timing["phase_seconds"]["probe"] == pytest.approx(5.0 - 0.125)  # beyond its charge: one normal step
+    assert timing["cell_seconds"] == pytest.approx(8 * 0.125 + 5.0 - 0.125)
+
+
+def test_a_probe_whose_kind_never_recurs_is_charged_its_own_time(monkeypatch) -> None:
+    """No un-probed step of its kind ever runs: its own (slowed) time is the only time known."""
+    method = _TimedSteps(_FakeClock(), 0.125, slow={0: (2.0, "consolidate")})
+    record = _loop(monkeypatch, method, budgets.Budget("steps", 5))
+    # step 1 (consolidate) probed; step 2 is the first "update", run unprobed, so step 3 is its probe,
+    # settled by step 4 at 0.125; the consolidation is charged its 2.0 at the loop's end
+    assert record["counters"]["seconds"] == pytest.approx(2.0 + 4 * 0.125)
+    assert record["timing"]["train_seconds"] == pytest.approx(record["counters"]["seconds"])
+    assert record["timing"]["phase_seconds"]["probe"] == pytest.approx(0.0)
+    assert record["flops"]["steps_per_kind"] == {"consolidate": 1, "update": 4}

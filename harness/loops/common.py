@@ -181,7 +181,7 @@ class TrainLoop:
             counters.flops, counters.joules = self.meter.flops(), self.meter.joules()
             if stats.loss is not None and not math.isfinite(stats.loss):
                 self.curve.append({**counters.as_dict(), "train_loss": None, "val_metric": None})
-                counters.seconds += self.meter.flush()
+                counters.seconds += self.meter.flush(settle=True)
                 return f"non-finite training loss ({stats.loss}) at step {counters.steps}"
             if stats.loss is not None:
                 self._losses.append(stats.loss)
@@ -202,7 +202,7 @@ class TrainLoop:
                 fraction = budgets.spent_fraction(self.budget, counters)
                 self.timed(self.on_progress, StepProgress(self.cell, counters, fraction, stats.loss, self.last_val),
                            phase="progress")
-        counters.seconds += self.meter.flush()
+        counters.seconds += self.meter.flush(settle=True)  # and probes no un-probed step settled
         return None
 
     def timed(self, work: Callable[..., Any], *args: Any, phase: str = "val") -> Any:

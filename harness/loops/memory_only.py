@@ -318,6 +318,7 @@ def measure_steps(seed: int, batch_size: int, task: Any, method_cls: type, confi
                 peak = tracker.peak
                 tracker = MetaStep()
                 tracker.peak = peak
+        counters.seconds += meter.flush(settle=True)  # a probe no later step settled: its own time
     report = meter.report()
     if tracker is not None:
         report["measured"]["meta_simulated_peak_bytes"] = tracker.peak
