@@ -86,6 +86,7 @@ class RunConfig:
     overrides: tuple[str, ...] = field(default=())
     pretrain_method: MethodSpec | None = None  # trains the `init_from` task of fine-tuning tasks
     notes: tuple[str, ...] = field(default=())  # what resolution changed, for the user (duplicates dropped)
+    eval_subset: int | None = None  # validation examples scored between checkpoints (None: the whole split)
 
 
 
@@ -100,6 +101,7 @@ def describe(run: RunConfig) -> dict[str, Any]:
         "budget": {run.budget.kind: run.budget.value},
         "batch_size": run.batch_size,
         "eval_every": run.eval_every,
+        "eval_subset": run.eval_subset,
         "device": run.device,
         "threads": run.threads,
         "meter": dataclasses.asdict(run.meter),
