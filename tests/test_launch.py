@@ -238,3 +238,20 @@ def test_the_pool_queue_runs_one_cell_per_group_first_then_the_dearest() -> None
     assert groups[:6] == list(cost)  # one of each group first, in plan order
     assert groups[-1][0] == "mlp"  # the cheap cells end the run
     assert sorted(c.run_id for c in handed) == sorted(c.run_id for c in cells)  # each cell once
+
+
+def test_sigterm_to_a_one_worker_run_stops_the_queue_not_just_its_cell(tiny_suite, tmp_path: Path) -> None:
+    """With one worker the cells run in the launcher's own process: SIGTERM must end the run (exit
+    128 + 15, the interrupted cell left to run next time), not be recorded as that cell's failure
+    while the run goes on with the next cell (as it did when Cancelled was an Exception)."""
+    suite = tiny_suite(seeds=4, steps=3000, eval_every=1000)
+    proc = _bench(["run", f"suite={suite}", f"results_dir={tmp_path}", "launcher.workers=1"])
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("*/*/.lock")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # inside the first cell's steps
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    statuses = [json.loads(p.read_text())["status"] for p in tmp_path.glob("*/*/record.json")]
+    assert "failed" not in statuses and len(statuses) < 4, output
