@@ -22,6 +22,9 @@ Keys of a suite (top level):
                   is not `budget` (claims pin it so that a scaled budget keeps the starting checkpoint)
     batch_size    training batch size
     eval_every    validation every this many steps (and always at the end)
+    eval_subset   N (or null: the whole split): validate on a fixed subset of N validation
+                  examples between checkpoints and select on it; the selected state is then
+                  scored on the whole validation split (harness/loops/supervised.py)
     device        auto | cpu | cuda
     threads       torch CPU threads per cell (null: torch's default); tiny models run
                   fastest on 1, and 2 threads on a busy 2-core machine can be 10x slower
@@ -59,7 +62,7 @@ import yaml
 
 from harness import registry
 from harness.budget import BUDGET_KINDS, Budget
-from harness.interface import FineTuningConfig, ShiftConfig
+from harness.interface import FineTuningConfig, ShiftConfig, SubsetEvaluableTask
 from harness.meter import MeterConfig
 from harness.registry import did_you_mean
 from harness.run_config import LauncherConfig, MethodSpec, RunConfig, TaskSpec
@@ -68,8 +71,8 @@ from harness.typed_config import ConfigError, build_dataclass, coerce, parse_ove
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TOP_LEVEL_KEYS = (
     "suite", "description", "tasks", "task", "method", "method_options", "seeds", "budget", "batch_size",
-    "eval_every", "device", "threads", "meter", "launcher", "shift", "data_dir", "results_dir", "profile", "profiles",
-    "pretrain_method", "pretrain_budget", "schedule", "method_exclude",
+    "eval_every", "eval_subset", "device", "threads", "meter", "launcher", "shift", "data_dir", "results_dir",
+    "profile", "profiles", "pretrain_method", "pretrain_budget", "schedule", "method_exclude",
 )
 # The one schedule rule: a suite's `schedule:` sets these keys for every method that has them,
 # so no method decays its rate next to one that keeps it constant (issue: fair protocol).
@@ -224,6 +227,7 @@ def _validate(raw: dict[str, Any], profile: str | None, overrides: tuple[str, ..
         budget=budget,
         batch_size=_positive_int(raw, "batch_size", 128),
         eval_every=_positive_int(raw, "eval_every", 100),
+        eval_subset=_eval_subset(raw.get("eval_subset"), tasks),
         device=device,
         threads=None if raw.get("threads") is None else _positive_int(raw, "threads", 1),
         meter=build_dataclass(MeterConfig, raw.get("meter"), "meter"),
@@ -236,6 +240,22 @@ def _validate(raw: dict[str, Any], profile: str | None, overrides: tuple[str, ..
         pretrain_budget=pretrain_budget,
         notes=notes,
     )
+
+
+def _eval_subset(value: Any, tasks: tuple[TaskSpec, ...]) -> int | None:
+    """`eval_subset`: None (validate on the whole split), or N >= 1 for tasks that can score a subset."""
+    if value is None:
+        return None
+    size = coerce(value, int, "eval_subset")
+    if size < 1:
+        raise ConfigError(f"eval_subset must be a positive number of validation examples (or null: the whole "
+                          f"split), got {size}.")
+    for task in tasks:
+        if not isinstance(registry.get_task(task.task)(task.config), SubsetEvaluableTask):
+            raise ConfigError(f"eval_subset={size}, but task {task.label} ({task.task}) cannot score a subset of its "
+                              "validation split (no evaluate_subset, harness/interface SubsetEvaluableTask): "
+                              "set eval_subset=null for it.")
+    return size
 
 
 def _init_from(task: TaskSpec) -> str | None:

@@ -33,8 +33,12 @@ __all__ = ("Cancelled", "RecordCallback", "device_slots", "launch", "local_worke
 RecordCallback = Callable[[Cell, str, Record | None], None]
 
 
-class Cancelled(Exception):
-    """SIGTERM (or SIGINT) reached the launcher: the queue was cancelled and the workers stopped."""
+class Cancelled(BaseException):
+    """SIGTERM (or SIGINT) reached the launcher: the queue was cancelled and the workers stopped.
+
+    A BaseException, as KeyboardInterrupt is: with one worker the cell runs in this process,
+    and the runner turns every Exception of a cell into a `failed` record and goes on with the
+    next cell, so an Exception here cancelled only the running cell, not the queue."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"stopped by {signal.Signals(signum).name}")

@@ -12,6 +12,10 @@ pipe, each running `execute` (harness/execute.py), so that:
 - a worker exits when its parent dies: the Linux parent-death signal (prctl), and on
   every system the pipe it waits on for its next cell closes.
 
+Which cell a free worker takes next is `CellQueue`'s rule: one cell of every (task, method)
+first, in plan order, then the rest dearest first by what those cells took, so the run
+does not end on a long cell started late while the other workers idle.
+
 It is apart from harness/launch.py, which picks a launcher, because the process handling
 here (pipes, signals, dead workers) is a piece of its own, read and tested on its own.
 """
@@ -108,6 +112,65 @@ def _progress_sender(conn: Connection, every_s: float = PROGRESS_EVERY_S) -> Pro
     return send
 
 
+class CellQueue:
+    """The pool's queue: which cell a free worker takes next, dearest first.
+
+    A pool run ends when its last cell does: a dear cell (an evolution ViT cell can cost 30
+    cheap ones) started late leaves the other workers idle while it runs. The longest-first
+    rule (Graham, 1969: within 4/3 of the best schedule) needs each cell's cost, which no
+    config says (methods spend a step very differently); cells of one (task, method) differ
+    only by seed and cost alike. So the queue hands out one cell of every (task, method) group
+    first, in plan order, and then the others, the group with the longest measured cell time
+    first (a group whose first cell is still running counts as the mean of its task's measured
+    groups, else of all of them); ties keep plan order.
+    """
+
+    def __init__(self, cells: list[Cell]) -> None:
+        self._order = {cell.run_id: i for i, cell in enumerate(cells)}
+        self._cells: deque[Cell] = deque(cells)
+        self._started: set[tuple[str, str]] = set()  # groups with a cell handed out
+        self._seconds: dict[tuple[str, str], list[float]] = {}
+
+    @staticmethod
+    def group(cell: Cell) -> tuple[str, str]:
+        return cell.task.label, cell.method.name
+
+    def __len__(self) -> int:
+        return len(self._cells)
+
+    def peek(self) -> Cell:
+        """The cell to hand out next (raises IndexError when empty)."""
+        if not self._cells:
+            raise IndexError("the queue is empty")
+        fresh = [c for c in self._cells if self.group(c) not in self._started]
+        if fresh:
+            return fresh[0]
+        return min(self._cells, key=lambda c: (-self._estimate(self.group(c)), self._order.get(c.run_id, 0)))
+
+    def take(self, cell: Cell) -> None:
+        """`cell` was handed out."""
+        self._cells.remove(cell)
+        self._started.add(self.group(cell))
+
+    def put_back(self, cell: Cell) -> None:
+        """A cell to run again (its worker died): back in the queue, at the end of its ties."""
+        self._cells.append(cell)
+
+    def finished(self, cell: Cell, seconds: float) -> None:
+        """`cell` took `seconds` of wall time, start to record."""
+        self._seconds.setdefault(self.group(cell), []).append(seconds)
+
+    def _estimate(self, group: tuple[str, str]) -> float:
+        def mean(values: list[float]) -> float:
+            return sum(values) / len(values)
+
+        if group in self._seconds:
+            return mean(self._seconds[group])
+        same_task = [mean(v) for g, v in self._seconds.items() if g[0] == group[0]]
+        known = same_task or [mean(v) for v in self._seconds.values()]
+        return mean(known) if known else 0.0
+
+
 @dataclass
 class _Worker:
     """One spawn process of the pool and the cell it is running (None when idle)."""
@@ -116,6 +179,7 @@ class _Worker:
     conn: Connection
     cell: Cell | None = None
     slot: int = 0  # its place in the pool's device slots
+    given_at: float = 0.0  # when it got its cell (time.monotonic)
 
     @classmethod
     def start(cls, ctx: SpawnContext, results_dir: Path, slot: int = 0, gpu: int | None = None) -> _Worker:
@@ -130,7 +194,7 @@ class _Worker:
             self.conn.send((cell, seen))
         except (OSError, ValueError):  # died while idle
             return False
-        self.cell = cell
+        self.cell, self.given_at = cell, time.monotonic()
         return True
 
     def receive(self) -> tuple[Any, ...] | None:
@@ -150,23 +214,23 @@ def run_pool(cells: list[Cell], results_dir: Path, workers: int, retries: int, s
     to; a worker that dies is replaced on the same device."""
     slots = slots if slots is not None else [None] * workers
     ctx = get_context("spawn")
-    queue = deque(cells)
+    queue = CellQueue(cells)
     deaths: dict[str, int] = {}
     pool: list[_Worker] = []
     try:
         while queue or pool:
             for worker in [w for w in pool if w.cell is None]:
-                if not queue or not worker.give(queue[0], seen.get(queue[0].run_id)):
+                if not queue or not worker.give(queue.peek(), seen.get(queue.peek().run_id)):
                     _stop_idle(worker)
                     pool.remove(worker)
                     continue
-                queue.popleft()
+                queue.take(worker.cell)  # type: ignore[arg-type]
             while queue and len(pool) < workers:
                 free = min(set(range(workers)) - {w.slot for w in pool})
                 worker = _Worker.start(ctx, results_dir, free, slots[free])
                 pool.append(worker)
-                if worker.give(queue[0], seen.get(queue[0].run_id)):
-                    queue.popleft()
+                if worker.give(queue.peek(), seen.get(queue.peek().run_id)):
+                    queue.take(worker.cell)  # type: ignore[arg-type]
             busy = [w for w in pool if w.cell is not None]
             if not busy:
                 continue
@@ -188,12 +252,13 @@ def run_pool(cells: list[Cell], results_dir: Path, workers: int, retries: int, s
                     outcome = _mark_dead_worker(cell, results_dir, worker.process, deaths[cell.run_id], retries)
                     if outcome is None:
                         seen[cell.run_id] = Seen(Store(results_dir).record_version(cell.suite, cell.run_id))
-                        queue.append(cell)
+                        queue.put_back(cell)
                     else:
                         note(cell, outcome)
                 elif message[0] == "error":
                     raise message[1]
                 else:
+                    queue.finished(cell, time.monotonic() - worker.given_at)
                     note(cell, (message[1], message[2]))
     finally:
         _stop_all(pool)

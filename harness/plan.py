@@ -33,6 +33,7 @@ class Cell:
     meter: MeterConfig = MeterConfig()  # what is observed, not what is learned: not in the run id
     shift: ShiftConfig = ShiftConfig()  # extra evaluations: in the run id when enabled
     pretrain: Cell | None = None  # fine-tuning cells: the cell whose selected state they start from
+    eval_subset: int | None = None  # validation on N fixed examples between checkpoints: in the run id when set
 
     def identity(self) -> dict[str, Any]:
         """Everything that can change the result; its hash is the run id.
@@ -41,16 +42,20 @@ class Cell:
         is learned from them), the thread count and the meter settings (they change
         speed and observation, not results). Shift evaluation is in when enabled: it
         adds results to the record. A fine-tuning cell carries the run id of its
-        pretraining cell: a different checkpoint is a different run.
+        pretraining cell: a different checkpoint is a different run. `eval_subset` is in
+        when set (selection on a subset can pick another state); unset, it stays out, so run
+        ids made before it existed hold.
         """
         task_config = {k: v for k, v in dataclasses.asdict(self.task.config).items() if k != "data_dir"}
         # shift.test_subset came later: unset (the whole test set) it stays out, so run ids made before it hold
         shift_config = {k: v for k, v in dataclasses.asdict(self.shift).items() if k != "test_subset" or v is not None}
         shift = {"shift": shift_config} if self.shift.enabled else {}
         pretrain = {"pretrain": self.pretrain.run_id} if self.pretrain is not None else {}
+        subset = {"eval_subset": self.eval_subset} if self.eval_subset is not None else {}
         return {
             **shift,
             **pretrain,
+            **subset,
             "suite": self.suite,
             "task_label": self.task.label,
             "task": self.task.task,
@@ -98,7 +103,7 @@ def plan(run: RunConfig) -> list[Cell]:
             # config.py checked the label, that the pretraining task is no fine-tune, and the method
             assert run.pretrain_method is not None
             pretrain = cell(labels[task.config.init_from], run.pretrain_method, seed, run.pretrain_budget)
-        return Cell(run.suite, task, method, seed, budget or run.budget, run.batch_size, run.eval_every, device, run.threads,
-                    run.meter, run.shift, pretrain)
+        return Cell(run.suite, task, method, seed, budget or run.budget, run.batch_size, run.eval_every, device,
+                    run.threads, run.meter, run.shift, pretrain, run.eval_subset)
 
     return [cell(task, method, seed) for task in run.tasks for method in run.methods for seed in run.seeds]

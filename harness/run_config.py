@@ -89,6 +89,7 @@ class RunConfig:
     # budget must not change the checkpoint it starts from); None: the suite's `budget`
     pretrain_budget: Budget | None = None
     notes: tuple[str, ...] = field(default=())  # what resolution changed, for the user (duplicates dropped)
+    eval_subset: int | None = None  # validation examples scored between checkpoints (None: the whole split)
 
 
 
@@ -103,6 +104,7 @@ def describe(run: RunConfig) -> dict[str, Any]:
         "budget": {run.budget.kind: run.budget.value},
         "batch_size": run.batch_size,
         "eval_every": run.eval_every,
+        "eval_subset": run.eval_subset,
         "device": run.device,
         "threads": run.threads,
         "meter": dataclasses.asdict(run.meter),

@@ -113,8 +113,8 @@ def test_predict_scores_every_label_without_learning(tiny_suite) -> None:
 @pytest.mark.parametrize("model", ["mlp", "vit"])
 def test_batched_label_sweep_equals_the_per_label_loop(model: str, labels_per_forward: int, tiny_suite,
                                                        monkeypatch) -> None:
-    """Candidate labels batched into one forward (or groups) give each label's own goodness, hence
-    the same predictions."""
+    """Candidate labels batched into one forward (or groups), and the MLP's shared first layer, give
+    each label's own goodness (to float rounding), hence the same predictions."""
     import methods.forward_forward as ff
 
     method, task = _method(_cell(tiny_suite, *(VIT if model == "vit" else [])))
@@ -131,6 +131,8 @@ def test_batched_label_sweep_equals_the_per_label_loop(model: str, labels_per_fo
     batched = method.predict(inputs)
     assert torch.allclose(batched, loop, rtol=1e-5, atol=1e-4)
     assert torch.equal(batched.argmax(1), loop.argmax(1))
+    # the MLP's sweep shares its first layer's label-free part across labels; the ViT's cannot
+    assert (method._shared_first_layer(stem_out) is not None) == (model == "mlp")
 
 
 def test_wrong_labels_are_wrong_and_hard_ones_follow_the_scores() -> None:

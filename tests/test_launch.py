@@ -198,3 +198,60 @@ def test_a_fine_tuning_cell_waits_for_its_pretraining_cell_held_by_another_worke
         pretrained_state(pretrain, store, None, poll_seconds=0.05)
     assert time.monotonic() - started >= 0.5
     assert execute(pretrain, tmp_path)[0] == "done"  # trained by the waiting worker, not recorded as failed
+
+
+def _makespan(order_from, cells: list, cost: dict, workers: int = 2) -> tuple[float, list]:
+    """A pool of `workers` simulated: each free worker takes `order_from`'s next cell; returns when the
+    last cell ends and the order cells were handed out."""
+    from harness.local_pool import CellQueue
+
+    queue = CellQueue(cells) if order_from == "queue" else None
+    todo, free_at, handed, running = list(cells), [0.0] * workers, [], []
+    while (queue if queue is not None else todo):
+        w = min(range(workers), key=free_at.__getitem__)
+        now = free_at[w]
+        for end, cell in sorted(running, key=lambda r: r[0]):  # tell the queue what ended by now
+            if end <= now and queue is not None:
+                queue.finished(cell, cost[CellQueue.group(cell)])
+        running = [r for r in running if r[0] > now]
+        if queue is not None:
+            cell = queue.peek()
+            queue.take(cell)
+        else:
+            cell = todo.pop(0)
+        handed.append(cell)
+        free_at[w] = now + cost[CellQueue.group(cell)]
+        running.append((free_at[w], cell))
+    return max(free_at), handed
+
+
+def test_the_pool_queue_runs_one_cell_per_group_first_then_the_dearest() -> None:
+    """Plan order ends a run on the late dear cells while the other worker idles; the queue learns
+    each (task, method)'s cost from its first cell and hands out the dear ones first."""
+    cells = plan(resolve(["suite=vision-vit", "seeds=3", "method=[backprop,evolution,zeroth_order]"]))
+    cost = {("vit", "backprop"): 5.0, ("vit", "evolution"): 5.0, ("vit", "zeroth_order"): 40.0,
+            ("mlp", "backprop"): 1.0, ("mlp", "evolution"): 1.0, ("mlp", "zeroth_order"): 1.0}
+    planned, _ = _makespan("plan", cells, cost)
+    queued, handed = _makespan("queue", cells, cost)
+    assert planned == 95.0 and queued == 85.0  # the lower bound is max(40, 159 / 2) = 79.5
+    groups = [(c.task.label, c.method.name) for c in handed]
+    assert groups[:6] == list(cost)  # one of each group first, in plan order
+    assert groups[-1][0] == "mlp"  # the cheap cells end the run
+    assert sorted(c.run_id for c in handed) == sorted(c.run_id for c in cells)  # each cell once
+
+
+def test_sigterm_to_a_one_worker_run_stops_the_queue_not_just_its_cell(tiny_suite, tmp_path: Path) -> None:
+    """With one worker the cells run in the launcher's own process: SIGTERM must end the run (exit
+    128 + 15, the interrupted cell left to run next time), not be recorded as that cell's failure
+    while the run goes on with the next cell (as it did when Cancelled was an Exception)."""
+    suite = tiny_suite(seeds=4, steps=3000, eval_every=1000)
+    proc = _bench(["run", f"suite={suite}", f"results_dir={tmp_path}", "launcher.workers=1"])
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("*/*/.lock")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # inside the first cell's steps
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    statuses = [json.loads(p.read_text())["status"] for p in tmp_path.glob("*/*/record.json")]
+    assert "failed" not in statuses and len(statuses) < 4, output

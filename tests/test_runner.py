@@ -11,6 +11,7 @@ import torch
 
 from harness import registry
 from harness.config import resolve
+from harness.typed_config import ConfigError
 from harness.interface import Batch, SetupContext, StepStats
 from harness.plan import plan
 from harness.runner import run_cell
@@ -101,3 +102,42 @@ def test_same_seed_same_result(tiny_suite) -> None:
     first, second = run_cell(cell), run_cell(cell)
     assert [p["train_loss"] for p in first["curve"]] == [p["train_loss"] for p in second["curve"]]
     assert first["final"]["test"] == second["final"]["test"]
+
+
+def test_eval_subset_selects_on_a_fixed_subset_then_scores_the_whole_validation_split(tiny_suite) -> None:
+    suite = tiny_suite(steps=120, eval_every=40)
+    (cell,) = plan(resolve([f"suite={suite}", "eval_subset=60"]))  # digits: 180 validation images
+    record = run_cell(cell)
+    assert record["status"] == "completed", record.get("error")
+    assert [p["val_examples"] for p in record["curve"]] == [60, 60, 60]
+    best = max(record["curve"], key=lambda p: p["val_metric"])
+    val = record["final"]["val"]
+    assert record["final"]["best_step"] == best["steps"]  # selected on the subset ...
+    assert val["subset_accuracy"] == best["val_metric"] and val["subset_examples"] == 60
+    assert round(val["accuracy"] * 180, 6).is_integer()  # ... then scored on all 180
+    assert record["final"]["test"]["accuracy"] > 0.85
+    assert record["config"]["eval_subset"] == 60
+
+    (whole,) = plan(resolve([f"suite={suite}"]))  # unset: the whole split, and the run id made before the key
+    assert "eval_subset" not in whole.identity() and whole.run_id != cell.run_id
+    record = run_cell(whole)
+    assert [p["val_examples"] for p in record["curve"]] == [180, 180, 180]
+    assert "subset_examples" not in record["final"]["val"]
+
+
+def test_eval_subset_is_refused_for_a_task_that_cannot_score_one(tmp_path) -> None:
+    suite = tmp_path / "continual.yaml"
+    suite.write_text("tasks: {split: {task: split_digits, model: mlp}}\nmethod: backprop\nbudget: {steps: 5}\n")
+    with pytest.raises(ConfigError, match="eval_subset=100.*split.*eval_subset=null"):
+        resolve([f"suite={suite}", "eval_subset=100"])
+    with pytest.raises(ConfigError, match="eval_subset must be a positive"):
+        resolve([f"suite={suite}", "eval_subset=0"])
+
+
+def test_eval_subset_leaves_the_run_ids_of_suites_without_it_unchanged() -> None:
+    """vision-vit's examples profile unsets eval_subset, so its cells keep the run ids (and resume the
+    records) they had before the key existed (backprop, evolution, MeZO on the ViT, seed 0)."""
+    cells = plan(resolve(["suite=vision-vit", "profile=examples", "task=vit", "seeds=1",
+                          "method=[backprop,evolution,zeroth_order]"]))
+    assert [c.run_id for c in cells] == ["558c14601ac678ae", "8b061195d1f4c066", "26a7f58448bc0087"]
+    assert plan(resolve(["suite=vision-vit", "task=vit", "seeds=1", "method=backprop"]))[0].eval_subset == 1000

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from harness import registry
-from harness.interface import Task, TaskDataError
+from harness.interface import SubsetEvaluableTask, Task, TaskDataError
 from suites.tasks import image_data
 from suites.tasks.image_classification import (
     DigitsConfig,
@@ -204,6 +204,34 @@ def test_evaluate_scores_logits_and_rejects_unknown_splits():
     assert result["loss"] == pytest.approx(np.log(10))
     with pytest.raises(ValueError, match="split"):
         task.evaluate(always_zero, "train", torch.device("cpu"))
+
+
+def test_evaluate_subset_scores_the_same_stratified_images_whatever_the_cell():
+    task, cpu = DigitsTask(), torch.device("cpu")
+    seen: list[torch.Tensor] = []
+
+    def record(x: torch.Tensor) -> torch.Tensor:  # logits that name each image's own class: accuracy 1
+        seen.append(x.clone())
+        return torch.nn.functional.one_hot(lookup(x), 10).float()
+
+    val_x, val_y = task.splits.val_x, task.splits.val_y
+    lookup = lambda x: torch.stack([val_y[(val_x == row).flatten(1).all(1)][0] for row in x])  # noqa: E731
+    assert task.evaluate_subset(record, "val", cpu, 50)[0]["accuracy"] == 1.0  # it scored the images it was shown
+    first = torch.cat(seen)
+    seen.clear()
+    DigitsTask().evaluate_subset(record, "val", cpu, 50)  # another task object (another cell): the same images
+    assert len(first) == 50 and torch.equal(torch.cat(seen), first)
+    counts = torch.bincount(lookup(first), minlength=10)
+    assert counts.min() >= 4 and counts.max() <= 6  # stratified: 180 images of 10 classes -> 5 of each
+    always_zero = lambda x: torch.zeros(len(x), 10)  # noqa: E731
+    assert task.evaluate_subset(always_zero, "val", cpu, 10_000) == (task.evaluate(always_zero, "val", cpu), None)
+    weights = torch.randn(64, 10, generator=torch.Generator().manual_seed(0))
+    linear = lambda x: x.flatten(1) @ weights  # noqa: E731
+    subset, whole = task.evaluate_subset(linear, "val", cpu, 50, whole=True)  # the subset, then the rest
+    assert subset == task.evaluate_subset(linear, "val", cpu, 50)[0]
+    full = task.evaluate(linear, "val", cpu)
+    assert whole["accuracy"] == full["accuracy"] and whole["loss"] == pytest.approx(full["loss"], rel=1e-6)
+    assert isinstance(task, SubsetEvaluableTask)
 
 
 def test_tasks_are_registered_and_satisfy_the_protocol():

@@ -16,7 +16,7 @@ Shapes, in one place:
   loss a global method minimises and the metric the harness reports.
 
 The whole contract is here, optional parts included: every hook a task or a method may
-offer is a small Protocol below (`ShiftableTask`, `FetchableTask`, `MemoryOnlyTask`,
+offer is a small Protocol below (`ShiftableTask`, `SubsetEvaluableTask`, `FetchableTask`, `MemoryOnlyTask`,
 `ContinualTask`, `ControlTask`, `LMEvaluableTask`, `FineTuningConfig`; `Describable`,
 `MemoryVariants`, `ExperienceAware`, `StagedMethod` for methods), and the harness looks for nothing else. `loop_for(task)`
 is the one place that decides which loop a task runs in. Task kinds are `TaskKind`.
@@ -65,6 +65,7 @@ from harness.interface.hooks import (
     MemoryVariants,
     ShiftableTask,
     StagedMethod,
+    SubsetEvaluableTask,
     loop_for,
     memory_variants,
 )
@@ -95,6 +96,7 @@ __all__ = [
     'ShiftableTask',
     'StagedMethod',
     'StepStats',
+    'SubsetEvaluableTask',
     'Task',
     'TaskDataError',
     'TaskKind',

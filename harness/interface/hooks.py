@@ -71,6 +71,24 @@ class StagedMethod(Protocol):
 
 
 @runtime_checkable
+class SubsetEvaluableTask(Protocol):
+    """A task that can score a fixed subset of a split (the suite key `eval_subset: N`).
+
+    The harness validates on the subset between checkpoints and selects the state on it; the
+    last validation also asks for the whole split (`whole=True`), so the whole split's metrics
+    of the last state cost no second pass (harness/loops/supervised.py). The subset must be the
+    same examples for every method and every cell seed (fixed by the task's own data seed, never
+    by the cell seed), so every checkpoint of every cell is compared on the same images; a
+    `size` at or above the split's size is the whole split.
+    """
+
+    def evaluate_subset(self, predict: Callable[[Tensor], Tensor], split: str, device: torch.device,
+                        size: int, whole: bool = False) -> tuple[dict[str, float], dict[str, float] | None]:
+        """(`evaluate`'s metrics on the split's fixed subset of `size` examples, and with `whole` the
+        whole split's metrics from the same predictions plus those of the rest, else None)."""
+
+
+@runtime_checkable
 class ShiftableTask(Protocol):
     """A task that can score a model on shifted copies of its test set (`shift.enabled`)."""
 

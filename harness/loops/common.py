@@ -8,7 +8,10 @@ The rules, the same for every method and every loop:
 - Measurement: every step runs inside the meter (harness/meter.py): time, FLOPs, memory
   ledger, measured peaks and energy; validation and test are timed apart as `eval_seconds`.
 - Validation every `eval_every` steps and after the last one; a non-finite training loss
-  ends the loop as diverged, with the curve kept up to there.
+  ends the loop as diverged, with the curve kept up to there. With `eval_subset: N` (a task
+  that declares `SubsetEvaluableTask`), those validations score a fixed subset of N validation
+  examples, the same for every method and seed; each curve point says how many examples its
+  validation metric is over (`val_examples`; None when the task does not say).
 - Every second of a cell is accounted for (`timing.phase_seconds`, summing to
   `timing.cell_seconds`): setup (data, model, method), train (inside `Method.step`, the
   meter's clock), probe (setting up and reading a probe step's FLOP counter and ledger),
@@ -31,7 +34,7 @@ import numpy as np
 import torch
 
 from harness import budget as budgets
-from harness.interface import Batch, BlockModel, SetupContext, Task
+from harness.interface import Batch, BlockModel, SetupContext, SubsetEvaluableTask, Task
 from harness.meter import Meter
 from harness.plan import Cell
 from harness.registry import get_task
@@ -155,6 +158,9 @@ class TrainLoop:
         self.curve: list[dict[str, Any]] = []
         self.phases: dict[str, float] = {}  # seconds per phase (module docstring); see `results`
         self.last_val: float | None = None
+        self.val_subset = cell.eval_subset if isinstance(task, SubsetEvaluableTask) else None
+        self._whole_val: tuple[int | None] | None = None  # the task's n_val, read once (val_examples)
+        self.last_whole_val: dict[str, float] | None = None  # see `validate`
         self._losses: list[float] = []
         self._born = time.perf_counter()
 
@@ -187,13 +193,14 @@ class TrainLoop:
                 self._losses.append(stats.loss)
             if counters.steps % self.cell.eval_every == 0 or done():
                 counters.seconds += self.meter.flush()  # deferred CUDA step times, read here
-                val = self.timed(self.task.evaluate, self.method.predict, "val", self.device, phase="val")
+                val = self.timed(self.validate, done(), phase="val")
                 self.last_val = val[self.task.metric]
                 self.curve.append({
                     **counters.as_dict(),
                     "train_loss": statistics.fmean(self._losses) if self._losses else None,
                     "val_metric": self.last_val,
                     **{f"val_{k}": v for k, v in val.items() if k != self.task.metric},
+                    "val_examples": self.val_examples(subset=True),
                 })
                 self._losses = []
                 if on_validation is not None:  # keeps the best state: a copy, timed as checkpointing
@@ -204,6 +211,30 @@ class TrainLoop:
                            phase="progress")
         counters.seconds += self.meter.flush(settle=True)  # and probes no un-probed step settled
         return None
+
+    def validate(self, last: bool = False) -> dict[str, float]:
+        """The current state's validation metrics: on the fixed subset (`val_subset`) when the
+        cell sets `eval_subset` and the task can score one, else on the whole split. At the
+        `last` validation the subset's pass is completed to the whole split, kept in
+        `last_whole_val` (the selected state's whole-split metrics when the last state is selected)."""
+        if self.val_subset is None:
+            return self.task.evaluate(self.method.predict, "val", self.device)
+        subset, whole = self.task.evaluate_subset(self.method.predict, "val", self.device,  # type: ignore[attr-defined]
+                                                  self.val_subset, last)
+        if last:
+            self.last_whole_val = whole
+        return subset
+
+    def val_examples(self, subset: bool) -> int | None:
+        """How many validation examples `validate()` (subset=True) or the whole split scores;
+        None when the task's `describe()` gives no `n_val`."""
+        if self._whole_val is None:  # describe() once: some tasks read files for it
+            n_val = self.task.describe().get("n_val")
+            self._whole_val = (n_val if isinstance(n_val, int) else None,)
+        (whole,) = self._whole_val
+        if not subset or self.val_subset is None:
+            return whole
+        return self.val_subset if whole is None else min(self.val_subset, whole)
 
     def timed(self, work: Callable[..., Any], *args: Any, phase: str = "val") -> Any:
         """`work(*args)`, its wall time added to `phase` (kept apart from training; the

@@ -3,6 +3,13 @@
 - Selection: the validation metric is computed every `eval_every` steps and at the end; the
   state with the best validation metric is kept (copied to CPU) and the test split is
   evaluated once, on that state only.
+- `eval_subset: N` (tasks that declare `SubsetEvaluableTask`): those validations, and so the
+  selection, use a fixed subset of N validation examples (the same for every method, seed and
+  checkpoint). The last validation pass goes on over the rest of the split, so the last state's
+  whole-split metrics cost no extra pass; an earlier selected state is scored on the whole split
+  once more. Selection sees validation data only; `final.val` holds the whole split's metrics of
+  the selected state and, beside them, the subset's (`subset_<metric>`, `subset_examples`): the
+  figures the selection was made on. Without it, `final.val` is the selected curve point's.
 - Status: `completed`, or `diverged` when a step reports a non-finite loss (the record keeps
   the curve up to there and no final metrics).
 - Shift: with `shift.enabled`, the selected state is also scored on shifted copies of the
@@ -68,6 +75,12 @@ def train_supervised(cell: Cell, task: Task, method_cls: type, on_progress: Prog
     assert best is not None, "the loop always evaluates after its last step"
     _, best_step, best_state, best_val = best
     loop.timed(method.load_state_dict, best_state, phase="checkpoint")
+    if loop.val_examples(subset=True) != loop.val_examples(subset=False):  # selected on a subset: the whole split
+        whole = loop.last_whole_val if best_step == counters.steps else None  # the last state's came with its pass
+        if whole is None:
+            whole = loop.timed(task.evaluate, method.predict, "val", device, phase="val")
+        best_val = {**whole, **{f"subset_{k}": v for k, v in best_val.items()},
+                    "subset_examples": loop.val_examples(subset=True)}
     test = loop.timed(task.evaluate, method.predict, "test", device, phase="test")
     final = {"metric": task.metric, "best_step": best_step, "val": best_val, "test": test}
     if cell.shift.enabled:

@@ -146,12 +146,36 @@ class ImageClassificationTask:
         The grad mode is left to the caller and to `predict`: methods that infer by
         iterative relaxation (predictive coding) need autograd inside `predict`.
         """
+        x, y = self._split(split)
+        return score(predict, x, y, device)
+
+    def evaluate_subset(self, predict: Callable[[Tensor], Tensor], split: str, device: torch.device,
+                        size: int, whole: bool = False) -> tuple[dict[str, float], dict[str, float] | None]:
+        """`evaluate` on a fixed stratified subset of `size` examples of the split (`eval_subset`),
+        drawn by the task's `split_seed` (never the cell seed), so every method, seed and checkpoint
+        is scored on the same images; `size` at or above the split's size is the whole split. With
+        `whole`, the rest of the split is scored too and the whole split's metrics come second
+        (the same numbers `evaluate` gives, from one pass over the split), else None."""
+        x, y = self._split(split)
+        if size >= len(y):
+            scores = score(predict, x, y, device)
+            return scores, (scores if whole else None)
+        held = subset_rows(y, size, self.config.split_seed)
+        rows = torch.from_numpy(held)
+        subset = totals(predict, x[rows], y[rows], device)
+        if not whole:
+            return means(subset, size), None
+        rest = torch.from_numpy(np.setdiff1d(np.arange(len(y)), held, assume_unique=True))
+        others = totals(predict, x[rest], y[rest], device)
+        return means(subset, size), means((subset[0] + others[0], subset[1] + others[1]), len(y))
+
+    def _split(self, split: str) -> tuple[Tensor, Tensor]:
         if split not in ("val", "test"):
             raise ValueError(f"split must be 'val' or 'test', got {split!r}.")
         x, y = (self.splits.val_x, self.splits.val_y) if split == "val" else (self.splits.test_x, self.splits.test_y)
         if len(y) == 0:
             raise ValueError(f"the {split} split of {self.dataset} is empty; set val_size above 0.")
-        return score(predict, x, y, device)
+        return x, y
 
     def evaluate_shifted(self, predict: Callable[[Tensor], Tensor], device: torch.device,
                          shift: ShiftConfig) -> dict[str, float]:
@@ -184,6 +208,11 @@ class ImageClassificationTask:
 
 def score(predict: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, device: torch.device) -> dict[str, float]:
     """Accuracy and mean cross-entropy of `predict`'s logits on inputs `x`, labels `y`, in chunks."""
+    return means(totals(predict, x, y, device), len(y))
+
+
+def totals(predict: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, device: torch.device) -> tuple[int, float]:
+    """(correct predictions, summed cross-entropy) of `predict`'s logits on `x`, `y`, in chunks."""
     correct, total_loss = 0, 0.0
     for start in range(0, len(y), EVAL_CHUNK):
         inputs = x[start : start + EVAL_CHUNK].to(device)
@@ -191,7 +220,17 @@ def score(predict: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, device: tor
         logits = predict(inputs).detach().float()
         total_loss += F.cross_entropy(logits, targets, reduction="sum").item()
         correct += int((logits.argmax(dim=-1) == targets).sum())
-    return {"accuracy": correct / len(y), "loss": total_loss / len(y)}
+    return correct, total_loss
+
+
+def means(sums: tuple[int, float], n: int) -> dict[str, float]:
+    """`totals` -> accuracy and mean loss over `n` examples."""
+    return {"accuracy": sums[0] / n, "loss": sums[1] / n}
+
+
+def subset_rows(labels: Tensor, size: int, seed: int) -> np.ndarray:
+    """Sorted row indices of a stratified subset of `size` of a split's `labels`, fixed by `seed`."""
+    return stratified_holdout(labels.numpy(), size, seed)[1]
 
 
 def epochs(n: int, batch_size: int, generator: torch.Generator, take: Callable[[Tensor], Batch]) -> Iterator[Batch]:

@@ -5,7 +5,8 @@
 
 - runner overhead: `run_cell` against a bare PyTorch loop doing the same work: the same
   steps on the same model, data order and optimizer, then the same evaluation (a
-  validation pass, a copy of the selected state, the test pass, and the suite's shifted
+  validation pass, on the suite's `eval_subset` and then the rest of the split as the
+  runner's last validation does, a copy of the selected state, the test pass, and the suite's shifted
   test sets with the clean subset they are compared with); alternating the two to cancel
   drift. Target <= 1.02 on the CPU, <= 1.03 on a GPU (`test_runner_overhead_against_bare_loop`).
 - the CI check (`test_runner_overhead_is_not_far_off`): the same comparison, shorter (150
@@ -86,7 +87,10 @@ def bare_loop(cell: Cell, steps: int = STEPS) -> float:
     def predict(x: torch.Tensor) -> torch.Tensor:
         return model(x.to(DEVICE))
 
-    task.evaluate(predict, "val", DEVICE)
+    if cell.eval_subset is not None:  # the last validation: the subset, then the rest of the split
+        task.evaluate_subset(predict, "val", DEVICE, cell.eval_subset, whole=True)
+    else:
+        task.evaluate(predict, "val", DEVICE)
     best = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}  # the selected state
     model.load_state_dict(best)
     accuracy = task.evaluate(predict, "test", DEVICE)["accuracy"]
