@@ -311,10 +311,12 @@ def caveats(v: Mapping[str, Any]) -> list[str]:
     tuning = v.get("tuning")
     if isinstance(tuning, Mapping):
         trials = tuning.get("trials_per_side") or 0
-        out.append(tuning.get("reason") or (f"Both sides tuned with {trials} learning-rate trials each on seed "
+        keys = tuning.get("keys") if isinstance(tuning.get("keys"), Mapping) else {}
+        over = " and ".join(f"the {side}'s {key}" for side, key in keys.items()) or "the learning rate"
+        out.append(tuning.get("reason") or (f"Both sides tuned with {trials} trials each ({over}) on seed "
                                             f"{tuning.get('seed')} (chosen by {tuning.get('chosen_by')})."
                                             if trials else "Neither side was tuned: both ran at their configured "
-                                                           "learning rates (the claim names no search space)."))
+                                                           "settings (the claim names no search space)."))
     diverged = v.get("diverged")
     if isinstance(diverged, Mapping) and diverged.get("seeds"):
         out.append(f"The method diverged in seeds {diverged['seeds']} of {diverged.get('of')}.")
