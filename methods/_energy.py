@@ -185,7 +185,7 @@ class LayeredEnergy:
                     root_grads.append(None)
                 energies[k] = energy.detach() / size
                 continue
-            if k == 0 and not learn:  # f_1(x_0) is fixed: no forward needed
+            if k == 0 and k < n - 1 and not learn:  # f_1(x_0) is fixed: no forward needed
                 prediction = self.first_prediction
             else:
                 with torch.set_grad_enabled(not self.by_hand):
