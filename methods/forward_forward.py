@@ -114,7 +114,10 @@ class ForwardForwardConfig(WeightOptimizer):
 CPU_SWEEP_ELEMENTS = 2**18
 
 
-def normalise(h: Tensor, eps: float = 1e-8) -> Tensor:
+NORM_EPS = 1e-8  # added to the root-mean-square before dividing by it
+
+
+def normalise(h: Tensor, eps: float = NORM_EPS) -> Tensor:
     """FF length normalisation: each vector (the last dim) scaled to unit root-mean-square."""
     return h / (h.pow(2).mean(dim=-1, keepdim=True).sqrt() + eps)
 
@@ -179,7 +182,7 @@ class ForwardForward:
         if self.labels.table is not None or not (isinstance(block, nn.Sequential) and isinstance(block[0], nn.Linear)):
             return None
         labelled = self.labels(stem_out, torch.zeros(len(stem_out), dtype=torch.long, device=stem_out.device))
-        scale = 1.0 / (labelled.pow(2).mean(dim=-1, keepdim=True).sqrt() + 1e-8)  # normalise()'s, for any label
+        scale = 1.0 / (labelled.pow(2).mean(dim=-1, keepdim=True).sqrt() + NORM_EPS)  # normalise()'s, for any label
         label_free = torch.cat([torch.zeros_like(labelled[:, :self.num_classes]), labelled[:, self.num_classes:]], 1)
         return block[0](label_free * scale), scale * self.labels.value, block[0]
 

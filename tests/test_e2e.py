@@ -18,7 +18,7 @@ from harness.cli import main
 RECORD_FIELDS = {"run_id", "suite", "task_label", "task", "method", "seed", "status", "error", "config", "env",
                  "budget", "counters", "curve", "final", "timing", "task_info", "started_at", "finished_at"}
 ENV_FIELDS = {"python", "platform", "cpu_model", "torch_threads", "git_commit", "packages"}
-CURVE_FIELDS = {"steps", "examples", "forward_equivalents", "seconds", "train_loss", "val_metric"}
+CURVE_FIELDS = {"steps", "examples", "forward_equivalents", "seconds", "train_loss", "val_metric", "val_examples"}
 
 
 def bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

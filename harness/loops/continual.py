@@ -21,6 +21,7 @@ The protocol (Lopez-Paz & Ranzato, 2017; Chaudhry et al., 2018), the same for ev
 - Time, FLOPs, memory and energy come from the same meter, counters and step loop as
   every other cell (harness/loops/common.py `start_cell`, `TrainLoop`); the curve's validation
   metric is the mean accuracy over all experiences, with each one's in `val_accuracy_<j>`.
+  The accuracy matrix's passes are timed under the phase of their split (`val`, `test`).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def train_continual(cell: Cell, task: ContinualTask, method_cls: type,
 
     with Meter(device, model, method, cell.meter) as meter:
         loop = TrainLoop(cell, task, method, meter, counters, total, on_progress)
-        random_init = {split: loop.timed(_accuracies, task, method, split, device) for split in SPLITS}
+        random_init = {split: loop.timed(_accuracies, task, method, split, device, phase=split) for split in SPLITS}
         union = task.train_batches(cell.batch_size, data_gen) if task.regime == "joint" else None
         for i, experience in enumerate(task.experiences):
             phase_end = budgets.Budget(cell.budget.kind, cell.budget.value * (i + 1))
@@ -70,7 +71,7 @@ def train_continual(cell: Cell, task: ContinualTask, method_cls: type,
                 if (kind := method.end_experience()) is not None:
                     meter.expect(kind)  # a once-per-experience step: probed the first time, FLOPs counted
             for split in SPLITS:
-                matrix[split].append(loop.timed(_accuracies, task, method, split, device))
+                matrix[split].append(loop.timed(_accuracies, task, method, split, device, phase=split))
 
     continual: dict[str, Any] = {
         "scenario": task.scenario, "regime": task.regime, "experiences": n,
