@@ -94,7 +94,8 @@ def test_examples_budget_stops_at_the_first_step_past_it(tiny_suite) -> None:
     record = run_cell(cell)
     assert record["counters"]["examples"] >= 1000
     assert record["counters"]["examples"] - 64 < 1000  # overshoot below one batch
-    assert record["counters"]["forward_equivalents"] == 3.0 * record["counters"]["steps"]
+    per_step = record["counters"]["forward_equivalents"] / record["counters"]["steps"]
+    assert 2 < per_step < 3  # backprop's counted FLOPs (no input gradient for the first layer)
 
 
 def test_same_seed_same_result(tiny_suite) -> None:
