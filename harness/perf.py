@@ -105,7 +105,10 @@ def _eval_seconds(cell: Cell, task: Any, method: Any, steps: int | None) -> tupl
         # + one more set: the clean accuracy on the same subset (harness/loops/supervised.py)
         shift = (time.perf_counter() - start) * (1 + (cell.shift.test_subset is not None) / max(1, sets))
     checkpoints = 1 if steps is None else math.ceil(steps / cell.eval_every)
-    return val, checkpoints * val + test + shift
+    # with eval_subset, checkpoints validate on that subset; the last pass covers the whole split
+    n_val = task.describe().get("n_val")
+    part = val * min(1.0, cell.eval_subset / n_val) if cell.eval_subset and n_val else val
+    return val, (checkpoints - 1) * part + val + test + shift
 
 
 def _planned_steps(cell: Cell, fe_per_step: float) -> int | None:
