@@ -17,6 +17,17 @@ from harness.run_config import MethodSpec, RunConfig, TaskSpec
 from harness.typed_config import ConfigError
 
 
+def config_identity(config: Any) -> dict[str, Any]:
+    """A task's or method's config as it enters the run id: every field, except one declared
+    `added_later` that holds its default (harness/interface: a knob added after records exist
+    leaves their ids alone)."""
+    values = dataclasses.asdict(config)
+    for f in dataclasses.fields(config):
+        if f.metadata.get("run_id") == "when_not_default" and getattr(config, f.name) == f.default:
+            values.pop(f.name)
+    return values
+
+
 @dataclass(frozen=True)
 class Cell:
     """One unit of work: train `method` on `task` with `seed` under `budget`."""
@@ -46,7 +57,7 @@ class Cell:
         when set (selection on a subset can pick another state); unset, it stays out, so run
         ids made before it existed hold.
         """
-        task_config = {k: v for k, v in dataclasses.asdict(self.task.config).items() if k != "data_dir"}
+        task_config = {k: v for k, v in config_identity(self.task.config).items() if k != "data_dir"}
         # shift.test_subset came later: unset (the whole test set) it stays out, so run ids made before it hold
         shift_config = {k: v for k, v in dataclasses.asdict(self.shift).items() if k != "test_subset" or v is not None}
         shift = {"shift": shift_config} if self.shift.enabled else {}
@@ -61,7 +72,7 @@ class Cell:
             "task": self.task.task,
             "task_config": task_config,
             "method": self.method.name,
-            "method_config": dataclasses.asdict(self.method.config),
+            "method_config": config_identity(self.method.config),
             "seed": self.seed,
             "budget": {self.budget.kind: self.budget.value},
             "batch_size": self.batch_size,

@@ -50,6 +50,7 @@ from harness.interface.core import (
     Task,
     TaskDataError,
     TaskKind,
+    added_later,
     optimizer_state_tensors,
     seeded_init,
 )
@@ -72,6 +73,7 @@ from harness.interface.hooks import (
 
 __all__ = [
     'TASK_KINDS',
+    'added_later',
     'Batch',
     'BlockModel',
     'ContinualTask',

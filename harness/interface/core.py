@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, get_args, runtime_checkable
 
 import torch
@@ -198,6 +198,13 @@ class Method(Protocol):
         """Every tensor the method keeps besides the model's parameters and gradients
         (optimizer state, value nodes, perturbation seeds, auxiliary heads), so the memory
         ledger counts it. Required: the registry refuses a method without it."""
+
+
+def added_later(default: Any) -> Any:
+    """A Config field added after records exist (`x: float = added_later(1.0)`): at its default
+    it stays out of the cell's run id (harness/plan.py), so adding a knob keeps the id, and the
+    records, of every cell that does not set it; set to any other value, it is in."""
+    return field(default=default, metadata={"run_id": "when_not_default"})
 
 
 REQUIRED_METHOD_MEMBERS = ("supports", "Config", "setup", "state_dict", "load_state_dict", "memory_buffers")
