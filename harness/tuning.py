@@ -24,6 +24,7 @@ from harness import registry
 from harness.claim_files import Claim, NotComparable, Side
 from harness.quantities import Quantity
 from harness.record import Record
+from harness.typed_config import ConfigError, build_dataclass
 
 TUNING_SEED = 10_000  # tuning trials run on a seed no comparison uses
 DEFAULT_KEY = "lr"  # a method's default search key when it declares no `tune_key`
@@ -57,7 +58,15 @@ def search_space(side: Side, trials: int) -> tuple[str, tuple[Any, ...]]:
     centre = side.config.get(key, fields[key].default)
     if isinstance(centre, bool) or not isinstance(centre, (int, float)) or centre <= 0:
         return key, ()
-    return key, tuple(float(centre) * 2.0 ** (k - (trials - 1) / 2) for k in range(trials))
+    space = tuple(float(centre) * 2.0 ** (k - (trials - 1) / 2) for k in range(trials))
+    for value in space:  # a bounded key (a discount, a probability) can leave its range: say so before training
+        try:
+            build_dataclass(registry.get_method(side.name).Config, {**side.config, key: value}, side.name)
+        except ConfigError as exc:
+            raise NotComparable(f"{side.name}'s default search space for {key} ({key} x 2^k around {centre}: "
+                                f"{[round(v, 6) for v in space]}) holds a value its Config refuses ({exc}); give "
+                                f"the side its own `tune: {{key: {key}, values: [...]}}` in the claim file") from None
+    return key, space
 
 
 def _trial_score(claim: Claim, quantity: Quantity, record: Record) -> float:
