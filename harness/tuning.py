@@ -7,8 +7,8 @@ else over its method's default space: the method's declared `tune_key` (a class 
 which no comparison uses, and are chosen by the claim's own quantity where it reads a
 validation curve (the cost to the claim's target), else by the validation metric. A side with
 nothing to tune means neither side is tuned (equal effort). Trials of one side that all come
-out identical are flagged in the record: the key is then probably not read on this task (the
-discrete active-inference agent ignores `lr`), so that side was in effect untuned.
+out identical are flagged in the record: the key is then not read on this task (the discrete
+active-inference agent ignores `lr`) or has no effect there, so that side was in effect untuned.
 harness/claims.py supplies `run_trial` (train one cell of a side, through the store) and
 records what this returns in the verdict file (`tuning`: the key and every trial per side).
 """
@@ -150,9 +150,9 @@ def tune_both(claim: Claim, run_trial: RunTrial, quantity: Quantity) -> tuple[di
     for name, (_, _, records) in tuned.items():
         if identical(records):
             side, key = getattr(claim, name), spaces[name][0]
-            reasons.append(f"the {name}'s {len(records)} trials over {key} gave identical runs: {side.name} does "
-                           f"not read {key} on this task, so it was in effect untuned; name a key it reads "
-                           f"(tune: {{key: ..., values: [...]}})")
+            reasons.append(f"the {name}'s {len(records)} trials over {key} gave identical runs: {key} changes "
+                           f"nothing {side.name} does on this task (not read, or without effect), so it was in "
+                           f"effect untuned; name a key that matters (tune: {{key: ..., values: [...]}})")
     record = {"trials_per_side": len(spaces["method"][1]), "seed": TUNING_SEED,
               "keys": {name: key for name, (key, space) in spaces.items() if space},
               "chosen_by": (f"cost to reach {claim.target} ({claim.quantity})"
