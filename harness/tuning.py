@@ -146,7 +146,8 @@ def tune_both(claim: Claim, run_trial: RunTrial, quantity: Quantity) -> tuple[di
             problems.append(exc)
     if problems:
         raise problems[0]
-    reasons = [f"{', '.join(untunable)} has nothing to tune, so neither side is tuned (equal effort)"] if untunable else []
+    reasons = ([f"{', '.join(untunable)} has nothing to tune, so neither side is tuned (equal effort)"]
+               if untunable else [])
     for name, (_, _, records) in tuned.items():
         if identical(records):
             side, key = getattr(claim, name), spaces[name][0]

@@ -182,7 +182,7 @@ class ActiveInferenceConfig(PredictiveCodingConfig):
     d_concentration: float = 1.0  # prior counts of the given D
     learning_rate: float = 1.0  # counts added per observation (pymdp lr_pA, lr_pB)
     learn_d: bool = True
-    retention: float = 1.0  # per-episode forgetting of the learned A (outcome) counts toward their prior (1: none; _pomdp.forget)
+    retention: float = 1.0  # per-episode decay of learned A (outcome) counts toward their prior (1: none; _pomdp.forget)
     retention_b: float = 1.0  # the same for the learned transitions B
     # continuous variant (classify): inference to near the posterior mode, learned precisions
     inference_steps: int = 20  # PC's 5 stop far from the mode the Laplace approximation is taken at
@@ -231,7 +231,8 @@ class DiscreteAgent:
     @torch.no_grad()
     def reset(self, observation: Observation) -> None:
         cfg = self.cfg  # forgetting between episodes (trials), as in Smith et al. 2022
-        self.pA = [forget(a, cfg.a_concentration, cfg.retention) if learn else a for a, learn in zip(self.pA, self.learn_A)]
+        self.pA = [forget(a, cfg.a_concentration, cfg.retention) if learn else a
+                   for a, learn in zip(self.pA, self.learn_A)]
         self.pB = forget(self.pB, cfg.b_concentration, cfg.retention_b) if self.learn_B else self.pB
         self.qs, _ = infer_states(observation, [normalise(a) for a in self.pA], normalise(self.pD))
         if self.cfg.learn_d:
