@@ -7,8 +7,8 @@ else over its method's default space: the method's declared `tune_key` (a class 
 which no comparison uses, and are chosen by the claim's own quantity where it reads a
 validation curve (the cost to the claim's target), else by the validation metric. A side with
 nothing to tune means neither side is tuned (equal effort). Trials of one side that all come
-out identical are flagged in the record: the key is then probably not read on this task (the
-discrete active-inference agent ignores `lr`), so that side was in effect untuned.
+out identical are flagged in the record: the key is then not read on this task (the discrete
+active-inference agent ignores `lr`) or has no effect there, so that side was in effect untuned.
 harness/claims.py supplies `run_trial` (train one cell of a side, through the store) and
 records what this returns in the verdict file (`tuning`: the key and every trial per side).
 """
@@ -24,6 +24,7 @@ from harness import registry
 from harness.claim_files import Claim, NotComparable, Side
 from harness.quantities import Quantity
 from harness.record import Record
+from harness.typed_config import ConfigError, build_dataclass
 
 TUNING_SEED = 10_000  # tuning trials run on a seed no comparison uses
 DEFAULT_KEY = "lr"  # a method's default search key when it declares no `tune_key`
@@ -57,7 +58,15 @@ def search_space(side: Side, trials: int) -> tuple[str, tuple[Any, ...]]:
     centre = side.config.get(key, fields[key].default)
     if isinstance(centre, bool) or not isinstance(centre, (int, float)) or centre <= 0:
         return key, ()
-    return key, tuple(float(centre) * 2.0 ** (k - (trials - 1) / 2) for k in range(trials))
+    space = tuple(float(centre) * 2.0 ** (k - (trials - 1) / 2) for k in range(trials))
+    for value in space:  # a bounded key (a discount, a probability) can leave its range: say so before training
+        try:
+            build_dataclass(registry.get_method(side.name).Config, {**side.config, key: value}, side.name)
+        except ConfigError as exc:
+            raise NotComparable(f"{side.name}'s default search space for {key} ({key} x 2^k around {centre}: "
+                                f"{[round(v, 6) for v in space]}) holds a value its Config refuses ({exc}); give "
+                                f"the side its own `tune: {{key: {key}, values: [...]}}` in the claim file") from None
+    return key, space
 
 
 def _trial_score(claim: Claim, quantity: Quantity, record: Record) -> float:
@@ -137,13 +146,14 @@ def tune_both(claim: Claim, run_trial: RunTrial, quantity: Quantity) -> tuple[di
             problems.append(exc)
     if problems:
         raise problems[0]
-    reasons = [f"{', '.join(untunable)} has nothing to tune, so neither side is tuned (equal effort)"] if untunable else []
+    reasons = ([f"{', '.join(untunable)} has nothing to tune, so neither side is tuned (equal effort)"]
+               if untunable else [])
     for name, (_, _, records) in tuned.items():
         if identical(records):
             side, key = getattr(claim, name), spaces[name][0]
-            reasons.append(f"the {name}'s {len(records)} trials over {key} gave identical runs: {side.name} does "
-                           f"not read {key} on this task, so it was in effect untuned; name a key it reads "
-                           f"(tune: {{key: ..., values: [...]}})")
+            reasons.append(f"the {name}'s {len(records)} trials over {key} gave identical runs: {key} changes "
+                           f"nothing {side.name} does on this task (not read, or without effect), so it was in "
+                           f"effect untuned; name a key that matters (tune: {{key: ..., values: [...]}})")
     record = {"trials_per_side": len(spaces["method"][1]), "seed": TUNING_SEED,
               "keys": {name: key for name, (key, space) in spaces.items() if space},
               "chosen_by": (f"cost to reach {claim.target} ({claim.quantity})"

@@ -105,6 +105,12 @@ Deviations (every one, with the reason):
   from the flat priors themselves (an untried move may lead anywhere, an unvisited state's
   outcome is unknown: optimism) and from the state information gain.
 - No precision (γ) updating and no habit (E) learning: γ is fixed, E flat (pymdp defaults).
+- Counts never decay by default (pymdp); `retention` < 1 decays the learned outcome counts A
+  (`retention_b`: the transitions B) toward their flat prior before each episode
+  (methods/_pomdp.py `forget`), for worlds that change. Measured (A-B-A grid world, phases of
+  300 steps, tests/test_control.py): mean phase-3 return 0.31 / 0.39 (seeds 0 / 1) without,
+  0.84 / 0.80 with retention 0.9, at a price in phase 1 (last 100 steps 1.0 / 1.0 -> 0.89 / 0.75);
+  decaying B as well (0.95 both) re-opens explored transitions and slows learning (0.75 / 0.79).
 - Continuous variant: no action (a classifier does not act); value nodes start at the
   feedforward pass, not at the last batch's posterior (examples are independent).
 - No hyperpriors on lambda (Friston 2008 gives each level's log-precision a Gaussian prior).
@@ -157,7 +163,7 @@ from harness.interface import Batch, DiscreteModelSpec, Observation, SetupContex
 from harness.registry import register_method
 from methods._energy import LayeredEnergy
 from methods._free_energy_lm import DecoderEnergy
-from methods._pomdp import expected_free_energy, infer_states, log, normalise, wnorm
+from methods._pomdp import expected_free_energy, forget, infer_states, log, normalise, wnorm
 from methods.predictive_coding import PredictiveCodingConfig
 
 
@@ -176,6 +182,8 @@ class ActiveInferenceConfig(PredictiveCodingConfig):
     d_concentration: float = 1.0  # prior counts of the given D
     learning_rate: float = 1.0  # counts added per observation (pymdp lr_pA, lr_pB)
     learn_d: bool = True
+    retention: float = 1.0  # per-episode decay of learned A (outcome) counts toward their prior (1: none; _pomdp.forget)
+    retention_b: float = 1.0  # the same for the learned transitions B
     # continuous variant (classify): inference to near the posterior mode, learned precisions
     inference_steps: int = 20  # PC's 5 stop far from the mode the Laplace approximation is taken at
     inference_lr: float = 0.1  # per example, preconditioned by the precisions (0.2 diverged once, see Deviations)
@@ -192,6 +200,9 @@ class ActiveInferenceConfig(PredictiveCodingConfig):
             raise ValueError(f"horizon must be in 1..8 (policies grow as actions**horizon), got {self.horizon}")
         if min(self.a_concentration, self.b_concentration, self.d_concentration, self.learning_rate) <= 0:
             raise ValueError("concentrations and learning_rate must be > 0")
+        if not (0 < self.retention <= 1 and 0 < self.retention_b <= 1):
+            raise ValueError(f"retention and retention_b must be in (0, 1] (1: counts never decay), got "
+                             f"{self.retention}, {self.retention_b}")
         if self.action_selection not in ("stochastic", "deterministic"):
             raise ValueError(f"action_selection must be stochastic or deterministic, got {self.action_selection!r}")
 
@@ -219,6 +230,10 @@ class DiscreteAgent:
 
     @torch.no_grad()
     def reset(self, observation: Observation) -> None:
+        cfg = self.cfg  # forgetting between episodes (trials), as in Smith et al. 2022
+        self.pA = [forget(a, cfg.a_concentration, cfg.retention) if learn else a
+                   for a, learn in zip(self.pA, self.learn_A)]
+        self.pB = forget(self.pB, cfg.b_concentration, cfg.retention_b) if self.learn_B else self.pB
         self.qs, _ = infer_states(observation, [normalise(a) for a in self.pA], normalise(self.pD))
         if self.cfg.learn_d:
             self.pD += self.cfg.learning_rate * self.qs

@@ -224,3 +224,17 @@ def test_bad_search_spaces_are_refused_when_the_file_is_read(tmp_path: Path, met
         load_claim(path)
     if "not a setting" in expected:
         assert "Its Config fields:" in str(info.value) and "b_concentration" in str(info.value)
+
+
+def test_a_method_declares_its_default_search_key_and_a_default_space_out_of_range_is_refused(monkeypatch) -> None:
+    from harness import registry
+    from harness.claim_files import NotComparable, Side
+    from harness.tuning import search_space
+
+    assert search_space(Side("dqn"), 3) == ("lr", (0.0005, 0.001, 0.002))  # no declaration: lr x 2^k
+    monkeypatch.setattr(registry.get_method("ppo"), "tune_key", "ent_coef", raising=False)
+    key, space = search_space(Side("ppo"), 2)
+    assert key == "ent_coef" and space == pytest.approx((0.01 / 2 ** 0.5, 0.01 * 2 ** 0.5))
+    monkeypatch.setattr(registry.get_method("dqn"), "tune_key", "gamma", raising=False)
+    with pytest.raises(NotComparable, match="default search space for gamma .* own `tune: {key: gamma"):
+        search_space(Side("dqn"), 3)  # 0.99 x 2 is no discount
