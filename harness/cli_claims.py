@@ -107,6 +107,9 @@ def _plan(claims: list[Any], runner: Any, robustness: bool) -> int:
     console.print(table)
     console.print(f"{len(claims)} claims: {len(plan.to_train)} cells to train now (tuning trials, and the compared "
                   f"seeds of claims that tune nothing), at most {plan.later} more once the trials are in")
+    if not plan.to_train:
+        console.print("nothing to train: every cell these verdicts read is recorded")
+        return 0
     if plan.projected_seconds is None:
         console.print("no projection: the store holds no record of a similar cell (same suite, task and method); "
                       "`bench perf` probes a suite's cells instead")

@@ -159,7 +159,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from harness.interface import Batch, DiscreteModelSpec, Observation, SetupContext, StepStats, Transition
+from harness.interface import Batch, DiscreteModelSpec, Observation, SetupContext, StepStats, Transition, added_later
 from harness.registry import register_method
 from methods._energy import LayeredEnergy
 from methods._free_energy_lm import DecoderEnergy
@@ -182,8 +182,9 @@ class ActiveInferenceConfig(PredictiveCodingConfig):
     d_concentration: float = 1.0  # prior counts of the given D
     learning_rate: float = 1.0  # counts added per observation (pymdp lr_pA, lr_pB)
     learn_d: bool = True
-    retention: float = 1.0  # per-episode decay of learned A (outcome) counts toward their prior (1: none; _pomdp.forget)
-    retention_b: float = 1.0  # the same for the learned transitions B
+    # added after records existed: at 1.0 they stay out of the run id (harness.interface.added_later)
+    retention: float = added_later(1.0)  # per-episode decay of learned A (outcome) counts toward their prior (1: none; _pomdp.forget)
+    retention_b: float = added_later(1.0)  # the same for the learned transitions B
     # continuous variant (classify): inference to near the posterior mode, learned precisions
     inference_steps: int = 20  # PC's 5 stop far from the mode the Laplace approximation is taken at
     inference_lr: float = 0.1  # per example, preconditioned by the precisions (0.2 diverged once, see Deviations)
