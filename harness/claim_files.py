@@ -137,6 +137,10 @@ class Claim:
                              f"t quantile is 12.7 and the spread rests on one difference); set `seeds: {MIN_SEEDS}`")
         sides = [(role, side) for role, side in (("method", self.method), ("baseline", self.baseline))
                  if side is not None and side.search is not None]
+        if self.baseline is None and sides:
+            raise ValueError(f"method.tune{'_lr' if self.method.tune_lr else ''}: tuning is for comparisons (both "
+                             "sides get equal trials), and this claim has no baseline; remove it, or set the "
+                             "method's config directly")
         if len({len(side.search.values) for _, side in sides}) > 1:
             raise ValueError("both sides get the same tuning effort: the method's and the baseline's search spaces "
                              "(tune_lr or tune.values) must hold as many values (got "

@@ -22,8 +22,10 @@ Nothing but the claim file decides what is compared:
   later is spent from the same 5%.
 
 The equal-tuning rule (AlgoPerf's external tuning ruleset):
-- when either side names `tune_lr: [...]`, both sides get the same number of trials: a
-  side without its own list is tuned over its lr x 2^k around its configured value. Trials
+- when either side names a search space (`tune: {key, values}` over any key of its
+  method's Config, or `tune_lr: [...]` for the learning rate), both sides get the same
+  number of trials: a side without its own is tuned over its method's default key (its
+  `tune_key`, else lr) x 2^k around its configured value (harness/tuning.py). Trials
   run on TUNING_SEED, a seed the comparison never uses, under the same budget, and are
   chosen by the claim's own quantity where it reads a validation curve (the cost to the
   claim's target), else by the validation metric; the verdict file lists every trial.

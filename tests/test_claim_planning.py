@@ -123,3 +123,13 @@ def test_plan_on_the_command_line_trains_nothing(tmp_path: Path, capsys) -> None
     out = capsys.readouterr().out
     assert "cells to train now" in out and "no projection" in out
     assert not list((tmp_path / "r").rglob("record.json")) and not (tmp_path / "r" / "claims").exists()
+
+
+def test_a_claim_without_a_baseline_cannot_name_a_search_space(tmp_path: Path) -> None:
+    path = tmp_path / "alone.yaml"
+    path.write_text(yaml.safe_dump({
+        "id": "alone", "source": "test", "statement": "test", "suite": "stability", "task": "d8_w32", "seeds": 3,
+        "quantity": "loss_spike_rate", "relation": "<= 0.05",
+        "method": {"name": "local_learning", "tune_lr": [0.001, 0.002]}}))
+    with pytest.raises(Exception, match="no baseline"):
+        load_claim(path)
