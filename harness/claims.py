@@ -33,8 +33,9 @@ The equal-tuning rule (AlgoPerf's external tuning ruleset):
   it is tuned. A method that diverges is counted as the worst outcome for it, named in
   the verdict ("diverged in k of n seeds"), so it can be refuted.
 - the robustness check decides the claim again at x0.5 and x2 its budget (tuning included);
-  a fine-tuning task's cells keep starting from the checkpoint of the claim's own budget
-  (`pretrain_budget`): the budget scales the fine-tuning, not what it starts from.
+  a fine-tuning task's cells keep starting from the same checkpoint (the suite's
+  `pretrain_budget`, else the claim's own budget): the budget scales the fine-tuning, not
+  what it starts from.
 - memory quantities are also held against the baseline's declared `memory_variants`
   (harness/interface.py; backprop: activation checkpointing, bf16 autocast and both);
   the baseline is the variant with the least memory. The
@@ -326,15 +327,26 @@ def as_stated(claim: Claim, document: dict[str, Any]) -> dict[str, Any]:
                       f"{proxy['verdict']} ({proxy['reason']})"}
 
 
+def _suite_run(claim: Claim) -> Any:
+    pairs: list[tuple[str, Any]] = [("suite", claim.suite)]
+    if claim.suite_profile is not None:
+        pairs.append(("profile", claim.suite_profile))
+    return resolve_overrides(pairs)
+
+
 def claim_budget(claim: Claim) -> dict[str, float]:
     """The claim's budget, or its suite's (with the claim's profile) when the claim names none."""
     if claim.budget:
         return dict(claim.budget)
-    pairs: list[tuple[str, Any]] = [("suite", claim.suite)]
-    if claim.suite_profile is not None:
-        pairs.append(("profile", claim.suite_profile))
-    budget = resolve_overrides(pairs).budget
+    budget = _suite_run(claim).budget
     return {budget.kind: budget.value}
+
+
+def pretraining_budget(claim: Claim) -> dict[str, float]:
+    """What the claim's fine-tuning cells start from: the suite's own `pretrain_budget` when it
+    sets one (with the claim's profile), else the claim's budget; never scaled with it."""
+    budget = _suite_run(claim).pretrain_budget
+    return {budget.kind: budget.value} if budget is not None else claim_budget(claim)
 
 
 def _robustness(claim: Claim, runner: ClaimCells, claim_path: Path | None, main: dict[str, Any]) -> dict[str, Any]:
@@ -346,7 +358,8 @@ def _robustness(claim: Claim, runner: ClaimCells, claim_path: Path | None, main:
     verdicts = {"x1": main["verdict"]}
     for scale in BUDGET_SCALES:
         scaled = dataclasses.replace(claim, budget={k: v * scale for k, v in base.items()})
-        verdicts[f"x{scale:g}"] = _verify_once(scaled, runner, claim_path, pretrain_budget=base)["verdict"]
+        verdicts[f"x{scale:g}"] = _verify_once(scaled, runner, claim_path,
+                                                pretrain_budget=pretraining_budget(claim))["verdict"]
     runner.used = used
     flips = [f"{verdict} at {name} budget" for name, verdict in verdicts.items() if verdict != main["verdict"]]
     return {"label": "fragile" if flips else "robust", "verdicts": verdicts, "budget": base,
@@ -385,7 +398,7 @@ def _verify_once(claim: Claim, runner: ClaimCells, claim_path: Path | None = Non
         # fine-tuning cells start from the checkpoint of the claim's own budget, also when the
         # robustness check scales the budget (a scaled pretraining would change the starting point)
         pinned = [] if memory else [(f"pretrain_budget.{kind}", value)
-                                    for kind, value in (pretrain_budget or claim_budget(claim)).items()]
+                                    for kind, value in (pretrain_budget or pretraining_budget(claim)).items()]
         trial_extra = runner.extra + pinned
         document["provenance"]["pretrain_budget"] = {k.split(".", 1)[1]: v for k, v in pinned} or None
         extra = trial_extra + ([("budget.steps", MEMORY_STEPS)] if memory else [])
