@@ -3,6 +3,10 @@ and the int8 memory claims can be verified."""
 
 from __future__ import annotations
 
+import json
+import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,3 +103,23 @@ def test_memory_claims_pin_the_es_chunk() -> None:
         config = claims_mod.load_claim(claims_mod.find_claim(claim_id)).method.config
         assert config.get("weights") == "int8", claim_id
         assert 1 <= config.get("chunk", 0) <= config.get("population", 0), claim_id
+
+
+def test_throughput_bench_runs_real_steps_and_chunk_never_changes_the_numbers(tmp_path: Path) -> None:
+    """tests/bench/scale_1b_throughput.py on the suite's tiny profile: each row steps a real model
+    (CPU seconds and peak RSS measured, the simulated peak beside it), and ES gives the same losses
+    at every chunk (chunk changes memory and speed, never the numbers)."""
+    out = tmp_path / "rows.json"
+    script = Path(__file__).resolve().parent / "bench" / "scale_1b_throughput.py"
+    done = subprocess.run([sys.executable, str(script), "--chunks", "1,2", "--methods", "evolution", "--steps", "2",
+                           "--seq-len", "8", "--batch", "2", "--json", str(out), "profile=tiny"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [r["chunk"] for r in rows] == [1, 2]
+    for r in rows:
+        assert "error" not in r, r.get("error")
+        assert r["step_cpu_seconds"] > 0 and r["peak_rss"] > 0 and r["meta_peak"] > 0
+        assert r["time"]["probe_steps"] == 1 and len(r["cpu_seconds"]) == 2
+    assert rows[0]["losses"] == rows[1]["losses"] and all(math.isfinite(x) for x in rows[0]["losses"])
+    assert "| ES int8, chunk 1 |" in done.stdout
