@@ -117,6 +117,7 @@ def train_control(cell: Cell, task: ControlTask, method_cls: type,
             if on_progress is not None:
                 on_progress(StepProgress(cell, counters, budgets.spent_fraction(cell.budget, counters),
                                      stats.loss, moving_average()))
+        counters.seconds += meter.flush(settle=True)  # a probe no un-probed step settled is charged its own time
     common = measurement_fields(task, counters, curve, meter.report(), eval_seconds=0.0)
     reason = None
     if reached_at is None:
