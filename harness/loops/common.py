@@ -14,7 +14,9 @@ The rules, the same for every method and every loop:
   validation metric is over (`val_examples`; None when the task does not say).
 - Every second of a cell is accounted for (`timing.phase_seconds`, summing to
   `timing.cell_seconds`): setup (data, model, method), train (inside `Method.step`, the
-  meter's clock), probe (setting up and reading a probe step's FLOP counter and ledger),
+  meter's clock), probe (setting up and reading a probe step's FLOP counter and ledger, and
+  what the counter added to the probe step itself: a probe step is charged to train, and to a
+  seconds budget, as the un-probed steps of its kind run; harness/meter.py),
   data (drawing and moving batches), val, test, shift, lm_eval, checkpoint (copying the
   selected state), progress (the display's callbacks), and other (what is left: the
   meter's and the loop's bookkeeping). `eval_seconds` stays val + test + shift + lm_eval.
