@@ -138,6 +138,9 @@ def _print_verdict(document: dict[str, Any]) -> None:
         console.print(f"robustness: {robust.get('label')} ({robust.get('reason')})", highlight=False, markup=False)
     console.print(f"{document['quantity']} {document['relation']}: {document['reason']}", highlight=False,
                   markup=False)
+    tuning = document.get("tuning") or {}
+    if tuning.get("reason"):
+        console.print(f"tuning: {tuning['reason']}", highlight=False, markup=False)
     if cost := document.get("cost"):
         console.print(f"cells read: {cost['cells']} (tuning trials and every budget included), their recorded wall "
                       f"times summing to {format_seconds(cost['cell_seconds'])}", highlight=False)

@@ -122,6 +122,15 @@ def identical(records: list[Record]) -> bool:
     return len(records) >= 2 and all(_outcome(r) == _outcome(records[0]) for r in records[1:])
 
 
+def _on_edge(space: tuple[Any, ...], chosen: Any, records: list[Record]) -> float | None:
+    """The chosen value when it is the smallest or largest of a numeric search space of three or
+    more values whose trials did not all learn alike (an optimum there may lie outside), else None."""
+    numbers = [v for v in space if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(numbers) < 3 or len(numbers) != len(space) or identical(records) or chosen not in numbers:
+        return None
+    return float(chosen) if chosen in (min(numbers), max(numbers)) else None
+
+
 def tune_both(claim: Claim, run_trial: RunTrial, quantity: Quantity) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The equal-tuning rule (AlgoPerf's external tuning): both sides get the same number of
     trials, on TUNING_SEED's validation split, chosen by the claim's own quantity.
@@ -154,7 +163,13 @@ def tune_both(claim: Claim, run_trial: RunTrial, quantity: Quantity) -> tuple[di
             reasons.append(f"the {name}'s {len(records)} trials over {key} gave identical runs: {key} changes "
                            f"nothing {side.name} does on this task (not read, or without effect), so it was in "
                            f"effect untuned; name a key that matters (tune: {{key: ..., values: [...]}})")
+    edges = {name: edge for name in tuned if (edge := _on_edge(spaces[name][1], tuned[name][0].get(spaces[name][0]),
+                                                                 tuned[name][2]))}
+    for name, value in edges.items():
+        reasons.append(f"the {name}'s best {spaces[name][0]} ({value:g}) is at the edge of its search space "
+                       f"{list(spaces[name][1])}: its optimum may lie beyond it; widen both sides' spaces alike")
     record = {"trials_per_side": len(spaces["method"][1]), "seed": TUNING_SEED,
+              "on_edge": sorted(edges),
               "keys": {name: key for name, (key, space) in spaces.items() if space},
               "chosen_by": (f"cost to reach {claim.target} ({claim.quantity})"
                             if quantity.to_target and claim.target is not None else "validation metric"),

@@ -133,3 +133,15 @@ def test_a_claim_without_a_baseline_cannot_name_a_search_space(tmp_path: Path) -
         "method": {"name": "local_learning", "tune_lr": [0.001, 0.002]}}))
     with pytest.raises(Exception, match="no baseline"):
         load_claim(path)
+
+
+def test_a_tuning_winner_on_the_edge_of_its_space_is_flagged() -> None:
+    """A side whose best value is the smallest or largest it tried may have its optimum outside
+    the space: the verdict says so (the RL claims' winners all sat on an edge)."""
+    from harness.tuning import _on_edge
+
+    assert _on_edge((1e-3, 2e-3, 4e-3), 4e-3, []) == pytest.approx(4e-3)
+    assert _on_edge((0.5, 1.0, 2.0), 0.5, []) == pytest.approx(0.5)
+    assert _on_edge((1e-3, 2e-3, 4e-3), 2e-3, []) is None  # an interior winner
+    assert _on_edge((1e-3, 4e-3), 4e-3, []) is None  # two values have no interior
+    assert _on_edge(("adamw", "sgd", "lion"), "sgd", []) is None  # not an ordered space
