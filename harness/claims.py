@@ -292,9 +292,10 @@ def verify(claim: Claim, runner: ClaimCells, claim_path: Path | None = None,
     the headline: it becomes "inconclusive", saying at which budget it does not hold.
     """
     runner.touched = {}
-    document = _verify_once(claim, runner, claim_path)
+    start = pretraining_budget(claim)  # every budget fine-tunes the same checkpoint
+    document = _verify_once(claim, runner, claim_path, start)
     if robustness:
-        document["robustness"] = _robustness(claim, runner, claim_path, document)
+        document["robustness"] = _robustness(claim, runner, claim_path, document, start)
     else:
         document["robustness"] = {"label": "unchecked", "reason": "verified with --no-robustness"}
     document["cost"] = cost(runner.touched)
@@ -349,7 +350,8 @@ def pretraining_budget(claim: Claim) -> dict[str, float]:
     return {budget.kind: budget.value} if budget is not None else claim_budget(claim)
 
 
-def _robustness(claim: Claim, runner: ClaimCells, claim_path: Path | None, main: dict[str, Any]) -> dict[str, Any]:
+def _robustness(claim: Claim, runner: ClaimCells, claim_path: Path | None, main: dict[str, Any],
+                pretrain_budget: dict[str, float]) -> dict[str, Any]:
     if claim.quantity.startswith("memory"):
         return {"label": "robust", "reason": "memory is measured over a fixed number of steps: the budget does not "
                 "enter it", "verdicts": {}}
@@ -358,8 +360,7 @@ def _robustness(claim: Claim, runner: ClaimCells, claim_path: Path | None, main:
     verdicts = {"x1": main["verdict"]}
     for scale in BUDGET_SCALES:
         scaled = dataclasses.replace(claim, budget={k: v * scale for k, v in base.items()})
-        verdicts[f"x{scale:g}"] = _verify_once(scaled, runner, claim_path,
-                                                pretrain_budget=pretraining_budget(claim))["verdict"]
+        verdicts[f"x{scale:g}"] = _verify_once(scaled, runner, claim_path, pretrain_budget)["verdict"]
     runner.used = used
     flips = [f"{verdict} at {name} budget" for name, verdict in verdicts.items() if verdict != main["verdict"]]
     return {"label": "fragile" if flips else "robust", "verdicts": verdicts, "budget": base,
@@ -395,8 +396,8 @@ def _verify_once(claim: Claim, runner: ClaimCells, claim_path: Path | None = Non
         device = resolve_device(str(dict(runner.extra).get("device", "auto")))
         _check_prerequisites(claim, device)
         memory = claim.quantity.startswith("memory")
-        # fine-tuning cells start from the checkpoint of the claim's own budget, also when the
-        # robustness check scales the budget (a scaled pretraining would change the starting point)
+        # fine-tuning cells start from the same checkpoint at every budget (`pretraining_budget`):
+        # a pretraining scaled with the budget would change the starting point
         pinned = [] if memory else [(f"pretrain_budget.{kind}", value)
                                     for kind, value in (pretrain_budget or pretraining_budget(claim)).items()]
         trial_extra = runner.extra + pinned

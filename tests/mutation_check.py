@@ -73,7 +73,7 @@ MUTANTS = [
      "             worst=_worst_retention, resolution=_retention_resolution),",
      "             worst=_worst_retention),"),
     ("fine-tuning robustness rescales the pretraining", "harness/claims.py",
-     "pretrain_budget=pretraining_budget(claim))", "pretrain_budget=None)"),
+     "_verify_once(scaled, runner, claim_path, pretrain_budget)", "_verify_once(scaled, runner, claim_path)"),
     ("stale check ignores the claim file", "harness/claims.py",
      'if file_sha256(claim_path) != provenance["claim_sha256"]:', "if False:"),
 ]
