@@ -51,15 +51,16 @@ def _rate(records: list[Record], cell: Cell) -> float | None:
 def plan_claims(claims: list[tuple[Claim, Path]], runner: ClaimCells, robustness: bool = True) -> ClaimsPlan:
     cells, later = plan_round(claims, runner, robustness)
     by_suite: dict[str, list[Record]] = {}
-    seconds, groups = [], {}
+    groups: dict[tuple[str, str, str, str], tuple[int, float | None]] = {}
     for cell in cells:
-        records = by_suite.setdefault(cell.suite, [r for r in runner.store.records(cell.suite) if r.completed])
-        rate = _rate(records, cell)
+        if cell.suite not in by_suite:  # each suite's records read once
+            by_suite[cell.suite] = [r for r in runner.store.records(cell.suite) if r.completed]
+        rate = _rate(by_suite[cell.suite], cell)  # the same for every cell of a group (task, method)
         key = (cell.suite, cell.task.label, cell.method.name, str(cell.budget))
         count, total = groups.get(key, (0, 0.0))
         groups[key] = (count + 1, None if rate is None or total is None else total + rate * cell.budget.value)
-        if rate is not None:
-            seconds.append(rate * cell.budget.value)
-    mean = statistics.fmean(seconds) if seconds else None
-    return ClaimsPlan(cells, later, sum(seconds) if seconds else None, len(seconds), groups,
-                      None if mean is None else mean * later)
+    known = [(count, total) for count, total in groups.values() if total is not None]
+    projected = sum(count for count, _ in known)
+    seconds = sum(total for _, total in known) if known else None
+    return ClaimsPlan(cells, later, seconds, projected, groups,
+                      None if seconds is None else seconds / projected * later)
