@@ -256,11 +256,9 @@ def _shift_gap_resolution(method: Sequence[Record], baseline: Sequence[Record]) 
 
 
 def _forgetting_gap_resolution(method: Sequence[Record], baseline: Sequence[Record]) -> tuple[float, float, str]:
-    n, why = _test_size(method, baseline)
-    if n is None:
-        return 0.0, 0.0, why
-    if (bound := forgetting_resolution(method, baseline)) is None:
-        return 1 / n, 0.0, f"step 1/{n} (test set of {n}); test-set sampling error not included"
+    n, _ = _test_size(method, baseline)
+    if n is None or (bound := forgetting_resolution(method, baseline)) is None:
+        return _shift_gap_resolution(method, baseline)  # the step alone (or why there is none)
     shared, experiences = bound
     return 1 / n, shared, (f"forgetting on {experiences} experiences' test images: step 1/{n}, test-set "
                            f"sampling sd {shared:.3g} (largest given the four accuracies of each experience), "
