@@ -33,7 +33,9 @@ Rules (what is measured, and how):
   kind, the saved-activation peak, gradients and declared buffers (harness/ledger.py).
 - FLOPs: counted FLOPs of each step kind's probe, times the number of steps of that
   kind; `None` with the reason when a kind was never probed. CPU flash attention,
-  which FlopCounterMode counts as 0, gets the standard SDPA formula registered here.
+  which FlopCounterMode counts as 0, gets the standard SDPA formula registered here, and
+  the in-place GEMMs (`addmm_`, `baddbmm_`), which it also counts as 0, their out-of-place
+  twins' formulas.
 - Memory, measured (named as what they are, never mixed with the ledger):
   `torch.cuda.max_memory_allocated` / `max_memory_reserved` (reset per cell), NVML
   device memory used (sampled; the whole device, all processes), and the process's
@@ -56,7 +58,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils.flop_counter import (FlopCounterMode, addmm_flop, baddbmm_flop, register_flop_formula,
+                                     sdpa_backward_flop_count, sdpa_flop_count)
 
 from harness.energy import EnergyMeter, Sampler, StepClock
 from harness.interface import StepStats
@@ -79,7 +82,21 @@ def _register_cpu_attention_flops() -> None:
         pass
 
 
+def _register_in_place_gemm_flops() -> None:
+    """FlopCounterMode counts the in-place GEMMs `addmm_` and `baddbmm_` as 0 FLOPs: a method
+    updating a weight with `w.addmm_(u, x)` would spend compute the meter never sees, and so run
+    more steps than its budget pays for. Give each the formula of its out-of-place twin (torch's
+    exported formulas already take the tensors' shapes: registered raw)."""
+    aten = torch.ops.aten
+    for op, formula in ((aten.addmm_, addmm_flop), (aten.baddbmm_, baddbmm_flop)):
+        try:
+            register_flop_formula(op, get_raw=True)(formula)
+        except (AttributeError, ValueError, RuntimeError):  # already registered by torch, or op absent
+            pass
+
+
 _register_cpu_attention_flops()
+_register_in_place_gemm_flops()
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,7 @@ def hebbian_update(layer: nn.Linear, x: Tensor, u: Tensor, rule: str, tau: float
                    into: Tensor | None = None, alpha: float = 1.0) -> Tensor:
     """The Hebbian weight increment of `layer` for inputs x and pre-activations u = W x + b.
     `into`: returns into + alpha x the increment, from one GEMM that adds (addmm) and one fused
-    pass over the weight's shape, instead of four weight-sized temporaries. Not addmm_ in
-    place: FlopCounterMode, and so the meter, counts an in-place addmm_ as no FLOPs."""
+    pass over the weight's shape, instead of four weight-sized temporaries."""
     x, u = x.flatten(0, -2), u.flatten(0, -2)  # examples (and tokens) as rows
     w, n = layer.weight, x.shape[0]
     if rule == "oja":  # subspace rule: y x^T - y y^T W, y = u

@@ -154,7 +154,7 @@ def pairs(targets: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, 
 
 def _add_grad(p: Tensor, left: Tensor | None, right: Tensor, scale: float) -> None:
     """p.grad += scale * left @ right (or scale * right when `left` is None): one GEMM that adds
-    (addmm, not the in-place addmm_, which FlopCounterMode and so the meter count as 0 FLOPs)."""
+    (addmm; the meter counts it, as it counts an in-place addmm_: harness/meter.py)."""
     if p.grad is None:
         g = right if left is None else left @ right  # a fresh tensor either way
         p.grad = g if scale == 1 else g.mul_(scale)

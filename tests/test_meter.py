@@ -99,6 +99,16 @@ def test_cpu_attention_is_not_counted_as_free() -> None:
     assert counter.get_total_flops() == 2 * (2 * 2 * 4 * 16 * 16 * 8)
 
 
+def test_in_place_gemms_are_not_counted_as_free() -> None:
+    """A weight update written as w.addmm_(u, x) or a batched baddbmm_ costs what its
+    out-of-place twin costs: torch's counter alone says 0."""
+    a, b = torch.randn(4, 5), torch.randn(5, 6)
+    with FlopCounterMode(display=False) as counter:
+        torch.zeros(4, 6).addmm_(a, b)
+        torch.zeros(3, 4, 6).baddbmm_(torch.randn(3, 4, 5), torch.randn(3, 5, 6))
+    assert counter.get_total_flops() == 2 * 4 * 5 * 6 + 3 * 2 * 4 * 5 * 6
+
+
 def test_cpu_cell_records_null_energy_with_a_reason(tiny_suite) -> None:
     (cell,) = plan(resolve([f"suite={tiny_suite(steps=20, eval_every=10)}"]))
     record = run_cell(cell)
