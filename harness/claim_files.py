@@ -99,6 +99,21 @@ def check_tuning(side: Side, role: str) -> None:
 
 
 @dataclass(frozen=True)
+class SecondTask:
+    """A task of the claim's suite where the claim, worded generally ("on reinforcement learning
+    tasks"), must hold as well: the robustness check decides it there too, at x1. `budget` and
+    `target` default to the claim's own (set them where the task's scale differs)."""
+
+    task: str
+    budget: dict[str, float] | None = None
+    target: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.task:
+            raise ValueError("also_on: each entry names a task of the claim's suite, e.g. `{task: frozen_lake}`")
+
+
+@dataclass(frozen=True)
 class Claim:
     id: str
     statement: str
@@ -119,6 +134,8 @@ class Claim:
     # What the statement asks that no run here can show (e.g. "beyond 100B parameters"): the
     # verdict is then "not testable", with the file's measured quantity beside it as a proxy.
     not_testable: str | None = None
+    # Tasks where a generally worded claim must hold too (robustness; `SecondTask`).
+    also_on: tuple[SecondTask, ...] = ()
 
     def __post_init__(self) -> None:
         if self.quantity not in QUANTITIES:
@@ -155,6 +172,11 @@ class Claim:
         if profile is not None and self.profile is not None and profile != self.profile:
             raise ValueError(f"profile {self.profile!r} and overrides.profile {profile!r} disagree: keep one")
         check_overrides(self.overrides.items(), "overrides", allow_profile=True)
+        tasks = [entry.task for entry in self.also_on]
+        if self.task in tasks or len(set(tasks)) != len(tasks):
+            raise ValueError(f"also_on: {tasks} must name tasks other than the claim's own ({self.task!r}), each once")
+        if self.also_on and self.quantity.startswith("memory"):
+            raise ValueError("also_on: a memory claim is measured on its model's shape; write a claim per shape instead")
 
     @property
     def suite_profile(self) -> str | None:
@@ -171,7 +193,8 @@ class Claim:
                 "baseline": None if self.baseline is None else _side_design(self.baseline),
                 "suite": self.suite, "task": self.task, "quantity": self.quantity, "relation": self.relation,
                 "budget": self.budget, "target": self.target, "profile": self.suite_profile,
-                **({"not_testable": self.not_testable} if self.not_testable else {})}
+                **({"not_testable": self.not_testable} if self.not_testable else {}),
+                **({"also_on": [dataclasses.asdict(e) for e in self.also_on]} if self.also_on else {})}
 
 
 def _side_design(side: Side) -> dict[str, Any]:
@@ -240,6 +263,7 @@ budget: {{examples: 275000}}                    # null: the suite's budget
 target: null                                  # validation metric to reach, for *-to-target quantities
 profile: null                                 # a profile of the suite, e.g. quick
 overrides: {{}}                                 # only threads, device, results_dir, data_dir, launcher.*, meter.*
+also_on: []                                   # general wording: tasks where it must hold too, e.g. [{{task: mlp}}]
 notes: "How the words were mapped to this test, and what it does not cover."
 """
 

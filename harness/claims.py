@@ -35,7 +35,9 @@ The equal-tuning rule (AlgoPerf's external tuning ruleset):
 - the robustness check decides the claim again at x0.5 and x2 its budget (tuning included);
   a fine-tuning task's cells keep starting from the same checkpoint (the suite's
   `pretrain_budget`, else the claim's own budget): the budget scales the fine-tuning, not
-  what it starts from.
+  what it starts from. A claim worded generally ("on reinforcement learning tasks") names
+  further tasks of its suite in `also_on`, and is decided on each at x1 as well; any
+  verdict that differs makes the label fragile, naming where.
 - memory quantities are also held against the baseline's declared `memory_variants`
   (harness/interface.py; backprop: activation checkpointing, bf16 autocast and both);
   the baseline is the variant with the least memory. The
@@ -361,11 +363,17 @@ def _robustness(claim: Claim, runner: ClaimCells, claim_path: Path | None, main:
     for scale in BUDGET_SCALES:
         scaled = dataclasses.replace(claim, budget={k: v * scale for k, v in base.items()})
         verdicts[f"x{scale:g}"] = _verify_once(scaled, runner, claim_path, pretrain_budget)["verdict"]
+    for entry in claim.also_on:  # a generally worded claim, decided on each further task at x1
+        elsewhere = dataclasses.replace(claim, task=entry.task, budget=entry.budget or claim.budget,
+                                        target=claim.target if entry.target is None else entry.target, also_on=())
+        verdicts[f"on {entry.task}"] = _verify_once(elsewhere, runner, claim_path, pretrain_budget)["verdict"]
     runner.used = used
-    flips = [f"{verdict} at {name} budget" for name, verdict in verdicts.items() if verdict != main["verdict"]]
+    flips = [f"{verdict} {'at ' + name + ' budget' if name.startswith('x') else name}"
+             for name, verdict in verdicts.items() if verdict != main["verdict"]]
+    agreed = f"the same verdict at x{BUDGET_SCALES[0]:g} and x{BUDGET_SCALES[1]:g} the budget" + (
+        f" and on {', '.join(e.task for e in claim.also_on)}" if claim.also_on else "")
     return {"label": "fragile" if flips else "robust", "verdicts": verdicts, "budget": base,
-            "reason": ", ".join(flips) if flips else f"the same verdict at x{BUDGET_SCALES[0]:g} and "
-                                                      f"x{BUDGET_SCALES[1]:g} the budget"}
+            "reason": ", ".join(flips) if flips else agreed}
 
 
 def _verify_once(claim: Claim, runner: ClaimCells, claim_path: Path | None = None,

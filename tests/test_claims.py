@@ -153,6 +153,44 @@ def test_every_verdict_is_decided_again_at_half_and_double_the_budget(tmp_path, 
     assert document["robustness"]["verdicts"] == {"x1": by_scale[1.0], "x0.5": by_scale[0.5], "x2": by_scale[2.0]}
 
 
+@pytest.mark.parametrize(("elsewhere", "label", "headline"), [
+    ("supported", "robust", "supported"),
+    ("inconclusive", "fragile", "inconclusive"),  # "on RL tasks" must hold on each task named
+])
+def test_a_generally_worded_claim_is_decided_on_its_further_tasks_too(tmp_path, monkeypatch, elsewhere, label,
+                                                                     headline) -> None:
+    from harness import claims as claims_mod
+
+    seen = []
+
+    def once(claim, runner, claim_path=None, pretrain_budget=None):
+        seen.append((claim.task, claim.budget, claim.target))
+        return {"verdict": "supported" if claim.task == "grid_world" else elsewhere, "reason": claim.task}
+
+    monkeypatch.setattr(claims_mod, "_verify_once", once)
+    path = _claim(tmp_path, id="general", suite="control", task="grid_world", quantity="env_steps_ratio",
+                  target=0.9, relation=">= 3", budget={"env_steps": 3000},
+                  method={"name": "active_inference"}, baseline={"name": "ppo"},
+                  also_on=[{"task": "frozen_lake"}, {"task": "maze", "budget": {"env_steps": 4000}, "target": 0.8}])
+    document = verify(load_claim(path), ClaimCells(Store(tmp_path / "r"), []), path)
+    assert seen[-2:] == [("frozen_lake", {"env_steps": 3000}, 0.9), ("maze", {"env_steps": 4000}, 0.8)]
+    assert document["robustness"]["verdicts"]["on maze"] == elsewhere
+    assert document["robustness"]["label"] == label and document["verdict"] == headline
+    if label == "fragile":
+        assert "inconclusive on frozen_lake" in document["robustness"]["reason"]
+
+
+@pytest.mark.parametrize(("also_on", "expected"), [
+    ([{"task": "mlp"}], "other than the claim's own"),
+    ([{"task": "vit"}, {"task": "vit"}], "each once"),
+])
+def test_second_tasks_must_differ(tmp_path: Path, also_on, expected) -> None:
+    path = _claim(tmp_path, id="twice", method={"name": "backprop"}, baseline={"name": "backprop"},
+                  quantity="accuracy_gap", relation=">= 0", also_on=also_on)
+    with pytest.raises(ConfigError, match=expected):
+        load_claim(path)
+
+
 def test_verify_all_plans_every_cell_first_and_launches_them_together(tmp_path: Path, monkeypatch) -> None:
     """Two claims, tuning and robustness budgets included: every round is one launch of every
     missing cell; verifying afterwards trains nothing."""

@@ -286,10 +286,12 @@ def _robustness_table(v: Mapping[str, Any]) -> list[Block]:
     if verdicts:
         budget = robust.get("budget") or {}
         where = _budget_text(budget)
-        blocks.append(Table(tuple(f"{name} budget" for name in verdicts),
+        blocks.append(Table(tuple(f"{name} budget" if name.startswith("x") else name for name in verdicts),
                             (tuple(Styled(str(x), str(x)) for x in verdicts.values()),)))
-        blocks.append(Text(f"The claim decided again at x0.5 and x2 its budget ({where or 'the suite budget'} at x1), "
-                           "with every cell those need trained; a fragile `supported` is never the headline."))
+        elsewhere = [name for name in verdicts if not name.startswith("x")]
+        blocks.append(Text(f"The claim decided again at x0.5 and x2 its budget ({where or 'the suite budget'} at x1)"
+                           + (f" and {', '.join(elsewhere)} (the claim is worded generally)" if elsewhere else "")
+                           + ", with every cell those need trained; a fragile `supported` is never the headline."))
     return blocks
 
 
