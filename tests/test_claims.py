@@ -115,11 +115,15 @@ def test_every_shipped_claim_file_is_valid() -> None:
     a claim that names a profile its suite lacks fails here, not hours into `verify all`."""
     from harness.claims import _cells
 
+    import dataclasses
+
     for path in sorted(CLAIMS_DIR.glob("*.yaml")):
         claim = load_claim(path)
-        for side in (claim.method, claim.baseline):
-            if side is not None:
-                assert _cells(claim, side, dict(side.config), [0], []), path.name
+        elsewhere = [dataclasses.replace(claim, task=e.task, budget=e.budget or claim.budget) for e in claim.also_on]
+        for variant in (claim, *elsewhere):  # the further tasks of a general claim resolve too
+            for side in (variant.method, variant.baseline):
+                if side is not None:
+                    assert _cells(variant, side, dict(side.config), [0], []), (path.name, variant.task)
 
 
 def _fake_verdicts(monkeypatch, by_scale: dict[float, str]) -> list[dict]:
