@@ -359,21 +359,25 @@ def _robustness(claim: Claim, runner: ClaimCells, claim_path: Path | None, main:
                 "enter it", "verdicts": {}}
     used = list(runner.used)  # the main verdict's provenance stays its own
     base = claim_budget(claim)
-    verdicts = {"x1": main["verdict"]}
-    for scale in BUDGET_SCALES:
-        scaled = dataclasses.replace(claim, budget={k: v * scale for k, v in base.items()})
-        verdicts[f"x{scale:g}"] = _verify_once(scaled, runner, claim_path, pretrain_budget)["verdict"]
-    for entry in claim.also_on:  # a generally worded claim, decided on each further task at x1
-        elsewhere = dataclasses.replace(claim, task=entry.task, budget=entry.budget or claim.budget,
-                                        target=claim.target if entry.target is None else entry.target, also_on=())
-        verdicts[f"on {entry.task}"] = _verify_once(elsewhere, runner, claim_path, pretrain_budget)["verdict"]
+    settings = [(f"x{scale:g}", dataclasses.replace(claim, budget={k: v * scale for k, v in base.items()}))
+                for scale in BUDGET_SCALES]
+    settings += [(f"on {task}", elsewhere) for task, elsewhere in claim.elsewhere()]  # general wording: at x1
+    verdicts, estimates = {"x1": main["verdict"]}, {"x1": _estimate(main)}
+    for name, variant in settings:
+        decided = _verify_once(variant, runner, claim_path, pretrain_budget)
+        verdicts[name], estimates[name] = decided["verdict"], _estimate(decided)
     runner.used = used
     flips = [f"{verdict} {'at ' + name + ' budget' if name.startswith('x') else name}"
              for name, verdict in verdicts.items() if verdict != main["verdict"]]
     agreed = f"the same verdict at x{BUDGET_SCALES[0]:g} and x{BUDGET_SCALES[1]:g} the budget" + (
         f" and on {', '.join(e.task for e in claim.also_on)}" if claim.also_on else "")
-    return {"label": "fragile" if flips else "robust", "verdicts": verdicts, "budget": base,
+    return {"label": "fragile" if flips else "robust", "verdicts": verdicts, "estimates": estimates, "budget": base,
             "reason": ", ".join(flips) if flips else agreed}
+
+
+def _estimate(document: dict[str, Any]) -> dict[str, Any]:
+    """A setting's estimate and interval beside its verdict (null where it was not comparable)."""
+    return {"estimate": document.get("estimate"), "interval": document.get("interval")}
 
 
 def _verify_once(claim: Claim, runner: ClaimCells, claim_path: Path | None = None,

@@ -129,6 +129,15 @@ VERDICT_COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yell
                    "not testable": "cyan"}
 
 
+def _short_estimate(decided: dict[str, Any] | None) -> str:
+    """` 3.33 [2.04, 5.51]` for one robustness setting, or nothing when it has no estimate."""
+    if not decided or decided.get("estimate") is None:
+        return ""
+    interval = decided.get("interval") or [None, None]
+    low, high = ("-inf" if x is None and i == 0 else "inf" if x is None else f"{x:.3g}" for i, x in enumerate(interval))
+    return f" {decided['estimate']:.3g} [{low}, {high}]"
+
+
 def _print_verdict(document: dict[str, Any]) -> None:
     verdict = document["verdict"]
     console.rule(f"[bold]{document['claim']}[/]: [{VERDICT_COLOURS[verdict]}]{verdict}[/]")
@@ -136,6 +145,10 @@ def _print_verdict(document: dict[str, Any]) -> None:
     robust = document.get("robustness") or {}
     if robust:
         console.print(f"robustness: {robust.get('label')} ({robust.get('reason')})", highlight=False, markup=False)
+        settings = [f"{name} {verdict}{_short_estimate((robust.get('estimates') or {}).get(name))}"
+                    for name, verdict in (robust.get("verdicts") or {}).items()]
+        if settings:
+            console.print("  " + "; ".join(settings), highlight=False, markup=False)
     console.print(f"{document['quantity']} {document['relation']}: {document['reason']}", highlight=False,
                   markup=False)
     tuning = document.get("tuning") or {}

@@ -115,12 +115,9 @@ def test_every_shipped_claim_file_is_valid() -> None:
     a claim that names a profile its suite lacks fails here, not hours into `verify all`."""
     from harness.claims import _cells
 
-    import dataclasses
-
     for path in sorted(CLAIMS_DIR.glob("*.yaml")):
         claim = load_claim(path)
-        elsewhere = [dataclasses.replace(claim, task=e.task, budget=e.budget or claim.budget) for e in claim.also_on]
-        for variant in (claim, *elsewhere):  # the further tasks of a general claim resolve too
+        for variant in (claim, *(c for _, c in claim.elsewhere())):  # a general claim's further tasks resolve too
             for side in (variant.method, variant.baseline):
                 if side is not None:
                     assert _cells(variant, side, dict(side.config), [0], []), (path.name, variant.task)
@@ -179,6 +176,7 @@ def test_a_generally_worded_claim_is_decided_on_its_further_tasks_too(tmp_path, 
     document = verify(load_claim(path), ClaimCells(Store(tmp_path / "r"), []), path)
     assert seen[-2:] == [("frozen_lake", {"env_steps": 3000}, 0.9), ("maze", {"env_steps": 4000}, 0.8)]
     assert document["robustness"]["verdicts"]["on maze"] == elsewhere
+    assert set(document["robustness"]["estimates"]) == {"x1", "x0.5", "x2", "on frozen_lake", "on maze"}
     assert document["robustness"]["label"] == label and document["verdict"] == headline
     if label == "fragile":
         assert "inconclusive on frozen_lake" in document["robustness"]["reason"]

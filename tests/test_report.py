@@ -393,7 +393,12 @@ def claim_results(results: Path, tmp_path_factory) -> Path:
         "per_seed": [{"seed": 0, "method": 20, "baseline": 24, "value": 1.2, "low": 1.0, "high": 1.4}],
         "tuning": {"trials_per_side": 0, "seed": 10000, "reason": None},
         "robustness": {"label": "fragile", "reason": "refuted at x0.5 budget",
-                       "verdicts": {"x1": "inconclusive", "x0.5": "refuted", "x2": "inconclusive"},
+                       "verdicts": {"x1": "inconclusive", "x0.5": "refuted", "x2": "inconclusive",
+                                    "on vit": "inconclusive"},
+                       "estimates": {"x1": {"estimate": 1.2, "interval": [0.7, 2.1]},
+                                     "x0.5": {"estimate": 0.41, "interval": [0.2, 0.8]},
+                                     "x2": {"estimate": 1.5, "interval": [0.9, 2.6]},
+                                     "on vit": {"estimate": None, "interval": None}},
                        "budget": {"steps": 40}},
         "verified_at": "2026-11-30T05:00:00+00:00",
         "provenance": {"claim_file": str(claim_file), "cells": cells, "seeds": [0, 1], "harness_commit": "abc123",
@@ -430,6 +435,7 @@ def test_a_claim_page_shows_operationalisation_verdict_robustness_caveats_curves
     for text in ("Replay-style backprop reaches 0.5 accuracy", CLAIM_NOTES, "steps_to_target_ratio",
                  'class="verdict verdict-inconclusive">inconclusive', "[0.7, 2.1] (95%, log-t)",
                  'class="verdict verdict-fragile">fragile', "x0.5 budget", 'verdict-refuted">refuted',
+                 "0.41 [0.2, 0.8]", "on vit", "the claim is worded generally",
                  "Neither side was tuned", "never reached the target in seeds [1]", "About 9 seeds would decide it",
                  "method: backprop_replay", "baseline: backprop", REFERENCE, "reference (not in the verdict)"):
         assert text in page, text

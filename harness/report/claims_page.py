@@ -286,8 +286,13 @@ def _robustness_table(v: Mapping[str, Any]) -> list[Block]:
     if verdicts:
         budget = robust.get("budget") or {}
         where = _budget_text(budget)
+        estimates = robust.get("estimates") or {}
+        rows = [tuple(Styled(str(x), str(x)) for x in verdicts.values())]
+        if estimates:  # verdicts written before the estimates were kept have none
+            rows.append(tuple(f"{short((estimates.get(name) or {}).get('estimate'))} "
+                              f"{_interval(estimates.get(name) or {})}" for name in verdicts))
         blocks.append(Table(tuple(f"{name} budget" if name.startswith("x") else name for name in verdicts),
-                            (tuple(Styled(str(x), str(x)) for x in verdicts.values()),)))
+                            tuple(rows)))
         elsewhere = [name for name in verdicts if not name.startswith("x")]
         blocks.append(Text(f"The claim decided again at x0.5 and x2 its budget ({where or 'the suite budget'} at x1)"
                            + (f" and {', '.join(elsewhere)} (the claim is worded generally)" if elsewhere else "")
