@@ -70,6 +70,10 @@ def test_env_steps_budget_is_met_exactly_and_counted_as_steps_and_examples(tmp_p
     assert control["episode_end_steps"][-1] <= 251
     if control["samples_to_target"] is None:  # 251 steps is about 125 trials: a window of 100 barely fits
         assert "target" in control["samples_to_target_reason"] or "episodes" in control["samples_to_target_reason"]
+    timing = record["timing"]  # the cell's wall time by phase, as every loop keeps it (claims' `cost`, `--plan`)
+    assert set(timing["phase_seconds"]) == {"setup", "train", "probe", "other"}
+    assert timing["phase_seconds"]["train"] > 0 and timing["phase_seconds"]["setup"] > 0
+    assert timing["cell_seconds"] == pytest.approx(sum(timing["phase_seconds"].values()))
 
 
 def test_env_steps_budget_is_refused_for_tasks_without_an_environment(tiny_suite) -> None:

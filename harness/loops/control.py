@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from collections import deque
 from typing import Any
 
@@ -49,9 +50,11 @@ def env_seed(seed: int) -> int:
 def train_control(cell: Cell, task: ControlTask, method_cls: type,
                   on_progress: ProgressCallback | None) -> dict[str, Any]:
     """Run `method_cls` on `task`'s environment for the cell's budget; the record's fields."""
+    born = time.perf_counter()
     method, model, counters, _ = start_cell(cell, task, method_cls, cell.budget)
     device = torch.device(cell.device)
     env = task.make_env(env_seed(cell.seed))
+    setup_seconds = time.perf_counter() - born
     window: deque[float] = deque(maxlen=task.window)
     returns: list[float] = []
     ends: list[int] = []
@@ -118,7 +121,11 @@ def train_control(cell: Cell, task: ControlTask, method_cls: type,
                 on_progress(StepProgress(cell, counters, budgets.spent_fraction(cell.budget, counters),
                                      stats.loss, moving_average()))
         counters.seconds += meter.flush(settle=True)  # a probe no un-probed step settled is charged its own time
-    common = measurement_fields(task, counters, curve, meter.report(), eval_seconds=0.0)
+    report = meter.report()
+    # the cell's wall time by phase, as the other loops keep it (there is no evaluation: scoring is online)
+    phases = {"setup": setup_seconds, "train": report["time"]["train_seconds"], "probe": meter.probe_overhead_seconds}
+    phases["other"] = max(0.0, time.perf_counter() - born - sum(phases.values()))
+    common = measurement_fields(task, counters, curve, report, eval_seconds=0.0, phases=phases)
     reason = None
     if reached_at is None:
         reason = (f"fewer than {task.window} episodes ended within {counters.env_steps} environment steps"
