@@ -4,7 +4,8 @@ Nothing trains. One planning pass (harness/claims.py `plan_round`) gives the cel
 lacks now (the tuning trials, and the compared seeds of claims that tune nothing) and how many
 compared cells later rounds add once the trials are in (at most: some may be recorded, or
 shared by claims). Each cell to train is projected from the store's own records of the same
-suite, task and method: their recorded wall time (`timing.cell_seconds`) per unit of what
+suite, task and method: their recorded wall time (`timing.cell_seconds`; for records older
+than the phase accounting, training plus evaluation seconds) per unit of what
 they spent of the cell's budget kind (a record's counters hold every kind), times this
 cell's budget; a cell's fixed costs (setup, the final evaluation) are scaled with it. A cell with no such
 record is counted apart, never guessed; later-round cells are projected at the mean of the
@@ -35,6 +36,15 @@ class ClaimsPlan:
     later_seconds: float | None  # the later cells at the mean projected cell time
 
 
+def _seconds(record: Record) -> float | None:
+    """A record's wall time: `cell_seconds`, else (records older than the phase accounting)
+    its training and evaluation seconds, which leave out only setup."""
+    timing = record.timing
+    if timing is None:
+        return None
+    return timing.cell_seconds or (timing.train_seconds + timing.eval_seconds) or None
+
+
 def _rate(records: list[Record], cell: Cell) -> float | None:
     """Recorded seconds per unit of `cell`'s budget kind, the median over the store's completed
     cells of the same task and method (whatever their budget: a record's counters say how much
@@ -42,9 +52,10 @@ def _rate(records: list[Record], cell: Cell) -> float | None:
     rates = []
     for r in records:
         spent = getattr(r.counters, cell.budget.kind, None) if r.counters is not None else None
-        if (r.method == cell.method.name and r.task_label == cell.task.label and r.timing is not None
-                and r.timing.cell_seconds and isinstance(spent, (int, float)) and spent > 0):
-            rates.append(r.timing.cell_seconds / spent)
+        seconds = _seconds(r)
+        if (r.method == cell.method.name and r.task_label == cell.task.label and seconds
+                and isinstance(spent, (int, float)) and spent > 0):
+            rates.append(seconds / spent)
     return statistics.median(rates) if rates else None
 
 

@@ -108,6 +108,13 @@ def test_the_plan_projects_each_cell_from_recorded_cells_of_its_task_and_method(
     assert plan.projected == 6 and plan.projected_seconds == pytest.approx(0.1 * 2 * (30 + 60 + 120))
     assert plan.later_seconds == pytest.approx(plan.projected_seconds / 6 * 18)
     assert sorted(count for count, seconds in plan.groups.values() if seconds is None) == [2, 2, 2]
+    # a record older than the phase accounting (no cell_seconds) is read by its training and evaluation seconds
+    from harness.claims_plan import _rate
+
+    old = SimpleNamespace(completed=True, method="backprop", task_label="mlp", counters=SimpleNamespace(steps=30),
+                          timing=SimpleNamespace(cell_seconds=None, train_seconds=2.4, eval_seconds=0.6))
+    backprop_cell = next(cell for cell in plan.to_train if cell.method.name == "backprop")
+    assert _rate([old], backprop_cell) == pytest.approx(0.1)
 
 
 def test_plan_on_the_command_line_trains_nothing(tmp_path: Path, capsys) -> None:
