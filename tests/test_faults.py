@@ -195,7 +195,9 @@ def test_an_interrupt_cancels_the_queue_and_stops_the_workers(tmp_path: Path, si
     cancelled, the workers stop, finished records stay, and the exit code says which."""
     suite = write_suite(tmp_path, seeds=6, steps=3000, eval_every=1000)
     results = tmp_path / "results"
-    proc = bench("run", f"suite={suite}", f"results_dir={results}", "launcher.workers=2", start_new_session=True)
+    # as from a terminal: a shell's background job (`pytest ... &`) inherits SIGINT ignored, and so would bench
+    proc = bench("run", f"suite={suite}", f"results_dir={results}", "launcher.workers=2", start_new_session=True,
+                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     workers = worker_pids(results, 1, proc)
     before = records(results)
     if signum == signal.SIGINT:
