@@ -183,8 +183,9 @@ class ClaimCells:
     # `prepare`: compared cells a later round will ask for once this round's tuning trials are in
     # (an upper bound: some may be recorded already, or shared by claims); see `on_round`
     later: int = 0
-    touched: dict[str, float | None] = field(default_factory=dict)  # run id -> its recorded cell seconds
+    touched: dict[str, float | None] = field(default_factory=dict)  # run id -> its wall seconds (`cell_time`)
     all_touched: dict[str, float | None] = field(default_factory=dict)  # the same, over every claim verified
+    from_training: set[str] = field(default_factory=set)  # run ids timed by training + evaluation (older records)
     on_round: RoundCallback | None = None  # (this round's cells, cells expected in later rounds)
 
     def __post_init__(self) -> None:
@@ -207,9 +208,23 @@ class ClaimCells:
                               "method": cell.method.name, "status": None if record is None else record.status,
                               "record_sha256": None if record is None else record_sha256(record.to_dict())})
             out[cell.seed] = record
-            timing = None if record is None else record.timing
-            self.touched[cell.run_id] = self.all_touched[cell.run_id] = None if timing is None else timing.cell_seconds
+            seconds, recorded = cell_time(record)
+            self.touched[cell.run_id] = self.all_touched[cell.run_id] = seconds
+            if seconds is not None and not recorded:
+                self.from_training.add(cell.run_id)
         return out
+
+
+def cell_time(record: Record | None) -> tuple[float | None, bool]:
+    """A record's wall seconds and whether they are its recorded `cell_seconds` (True) or, for a
+    record older than the phase accounting, its training plus evaluation seconds, which leave out
+    only setup (False); (None, False) when it has neither (memory-only cells: nothing trains)."""
+    timing = None if record is None else record.timing
+    if timing is None:
+        return None, False
+    if timing.cell_seconds:
+        return timing.cell_seconds, True
+    return (timing.train_seconds + timing.eval_seconds) or None, False
 
 
 def plan_round(claims: list[tuple[Claim, Path]], runner: ClaimCells, robustness: bool = True) -> tuple[list[Cell], int]:
@@ -300,7 +315,7 @@ def verify(claim: Claim, runner: ClaimCells, claim_path: Path | None = None,
         document["robustness"] = _robustness(claim, runner, claim_path, document, start)
     else:
         document["robustness"] = {"label": "unchecked", "reason": "verified with --no-robustness"}
-    document["cost"] = cost(runner.touched)
+    document["cost"] = cost(runner.touched, runner.from_training)
     if not robustness:
         return as_stated(claim, document)
     if document["verdict"] == "supported" and document["robustness"]["label"] == "fragile":
@@ -309,13 +324,16 @@ def verify(claim: Claim, runner: ClaimCells, claim_path: Path | None = None,
     return as_stated(claim, document)
 
 
-def cost(touched: dict[str, float | None]) -> dict[str, Any]:
-    """What a verdict's cells took: their number and the sum of their recorded wall times
-    (`timing.cell_seconds`: setup to last evaluation; a fine-tuning cell's pretraining is its
-    own cell, not counted here). Shared cells count in every claim that reads them."""
+def cost(touched: dict[str, float | None], from_training: set[str] = frozenset()) -> dict[str, Any]:
+    """What a verdict's cells took: their number and the sum of their wall times (`cell_time`:
+    `timing.cell_seconds`, setup to last evaluation, else training plus evaluation seconds for
+    records older than the phase accounting, counted in `cells_timed_by_training`; a fine-tuning
+    cell's pretraining is its own cell, not counted here). Shared cells count in every claim
+    that reads them."""
     known = [s for s in touched.values() if s is not None]
     return {"cells": len(touched), "cell_seconds": round(sum(known), 1),
-            "cells_without_timing": len(touched) - len(known)}
+            "cells_without_timing": len(touched) - len(known),
+            "cells_timed_by_training": len(from_training & touched.keys())}
 
 
 def as_stated(claim: Claim, document: dict[str, Any]) -> dict[str, Any]:

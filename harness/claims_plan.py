@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.claim_files import Claim
-from harness.claims import ClaimCells, plan_round
+from harness.claims import ClaimCells, cell_time, plan_round
 from harness.plan import Cell
 from harness.record import Record
 
@@ -36,15 +36,6 @@ class ClaimsPlan:
     later_seconds: float | None  # the later cells at the mean projected cell time
 
 
-def _seconds(record: Record) -> float | None:
-    """A record's wall time: `cell_seconds`, else (records older than the phase accounting)
-    its training and evaluation seconds, which leave out only setup."""
-    timing = record.timing
-    if timing is None:
-        return None
-    return timing.cell_seconds or (timing.train_seconds + timing.eval_seconds) or None
-
-
 def _rate(records: list[Record], cell: Cell) -> float | None:
     """Recorded seconds per unit of `cell`'s budget kind, the median over the store's completed
     cells of the same task and method (whatever their budget: a record's counters say how much
@@ -52,7 +43,7 @@ def _rate(records: list[Record], cell: Cell) -> float | None:
     rates = []
     for r in records:
         spent = getattr(r.counters, cell.budget.kind, None) if r.counters is not None else None
-        seconds = _seconds(r)
+        seconds, _ = cell_time(r)
         if (r.method == cell.method.name and r.task_label == cell.task.label and seconds
                 and isinstance(spent, (int, float)) and spent > 0):
             rates.append(seconds / spent)

@@ -84,11 +84,14 @@ def cmd_claims(args: argparse.Namespace) -> int:
         store.rebuild_index()
     except StoreError as exc:
         return fail(f"{exc} The records are intact; the index is a cache that the next run rebuilds.")
-    total = claims_mod.cost(runner.all_touched)  # a cell shared by claims counts once here
+    total = claims_mod.cost(runner.all_touched, runner.from_training)  # a cell shared by claims counts once here
     console.print(f"{len(verdicts)} claims verified, {runner.ran} cells trained; verdicts in {store.verdicts_dir}")
     console.print(f"the verdicts read {total['cells']} cells, whose recorded wall times sum to "
                   f"{format_seconds(total['cell_seconds'])} (h:mm:ss; on W workers at least that / W)"
-                  + (f"; {total['cells_without_timing']} cells have no timing" if total["cells_without_timing"] else ""))
+                  + (f"; {total['cells_timed_by_training']} of them, recorded before cells kept their setup time, "
+                     "by training and evaluation seconds" if total["cells_timed_by_training"] else "")
+                  + (f"; {total['cells_without_timing']} cells have no timing (memory-only cells, for one, train nothing)"
+                     if total["cells_without_timing"] else ""))
     return 0
 
 

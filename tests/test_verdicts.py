@@ -462,4 +462,19 @@ def test_a_verdict_says_what_its_cells_took(tiny: dict) -> None:
     main = {c["run_id"] for c in tiny["document"]["provenance"]["cells"]}
     assert cost["cells"] > len(main) >= 6 and cost["cells_without_timing"] == 0
     seconds = sum(r.timing.cell_seconds for r in tiny["records"].values())
-    assert cost["cell_seconds"] >= seconds > 0
+    assert cost["cell_seconds"] >= seconds > 0 and cost["cells_timed_by_training"] == 0
+
+
+def test_a_record_older_than_the_phase_accounting_is_timed_by_its_training_and_evaluation() -> None:
+    from types import SimpleNamespace
+
+    from harness.claims import cell_time, cost
+
+    def record(cell_seconds):
+        return SimpleNamespace(timing=SimpleNamespace(cell_seconds=cell_seconds, train_seconds=2.5, eval_seconds=0.5))
+
+    assert cell_time(record(4.0)) == (4.0, True)
+    assert cell_time(record(None)) == (3.0, False)
+    assert cell_time(SimpleNamespace(timing=None)) == (None, False) == cell_time(None)
+    assert cost({"a": 4.0, "b": 3.0, "c": None}, {"b"}) == {
+        "cells": 3, "cell_seconds": 7.0, "cells_without_timing": 1, "cells_timed_by_training": 1}
