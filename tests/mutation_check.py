@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = ["tests/test_verdicts.py", "tests/test_stats.py", "tests/test_claim_planning.py"]
+TESTS = ["tests/test_verdicts.py", "tests/test_stats.py", "tests/test_claim_planning.py",
+         "tests/test_claims.py::test_a_generally_worded_claim_is_decided_on_its_further_tasks_too"]
 
 # (name, file, original snippet, mutated snippet)
 MUTANTS = [
@@ -73,7 +74,9 @@ MUTANTS = [
      "             worst=_worst_retention, resolution=_retention_resolution),",
      "             worst=_worst_retention),"),
     ("fine-tuning robustness rescales the pretraining", "harness/claims.py",
-     "_verify_once(scaled, runner, claim_path, pretrain_budget)", "_verify_once(scaled, runner, claim_path)"),
+     "_verify_once(variant, runner, claim_path, pretrain_budget)", "_verify_once(variant, runner, claim_path)"),
+    ("a general claim's further tasks are not decided", "harness/claims.py",
+     "for task, elsewhere in claim.elsewhere()]", "for task, elsewhere in claim.elsewhere() if False]"),
     ("stale check ignores the claim file", "harness/claims.py",
      'if file_sha256(claim_path) != provenance["claim_sha256"]:', "if False:"),
 ]
