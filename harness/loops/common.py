@@ -253,8 +253,17 @@ class TrainLoop:
         loop existed (start_cell). The wall time since the loop was made that no phase
         claims is `other`."""
         report = self.meter.report()
-        phases = {"setup": setup_seconds, "train": report["time"]["train_seconds"],
-                  "probe": self.meter.probe_overhead_seconds, **self.phases}
-        wall = time.perf_counter() - self._born
-        phases["other"] = max(0.0, wall - sum(v for k, v in phases.items() if k != "setup"))
+        phases = wall_phases(self.meter, report, setup_seconds, self._born, self.phases)
         return measurement_fields(self.task, self.counters, self.curve, report, self.eval_seconds, phases)
+
+
+def wall_phases(meter: Any, report: dict[str, Any], setup_seconds: float, since: float,
+                phases: dict[str, float] | None = None) -> dict[str, float]:
+    """A cell's wall time by phase (module docstring), the same for every loop: setup, train
+    (inside the steps), the probes' extra time, the loop's own `phases`, and `other`, the wall
+    time since `since` (time.perf_counter(), after setup) that no phase claims."""
+    timed = {"setup": setup_seconds, "train": report["time"]["train_seconds"],
+             "probe": meter.probe_overhead_seconds, **(phases or {})}
+    wall = time.perf_counter() - since
+    timed["other"] = max(0.0, wall - sum(v for k, v in timed.items() if k != "setup"))
+    return timed

@@ -39,7 +39,7 @@ from harness import budget as budgets
 from harness.interface import ControlTask, Describable, StepStats, Transition
 from harness.meter import Meter
 from harness.plan import Cell
-from harness.loops.common import StepProgress, ProgressCallback, measurement_fields, start_cell
+from harness.loops.common import StepProgress, ProgressCallback, measurement_fields, start_cell, wall_phases
 
 
 def env_seed(seed: int) -> int:
@@ -54,7 +54,7 @@ def train_control(cell: Cell, task: ControlTask, method_cls: type,
     method, model, counters, _ = start_cell(cell, task, method_cls, cell.budget)
     device = torch.device(cell.device)
     env = task.make_env(env_seed(cell.seed))
-    setup_seconds = time.perf_counter() - born
+    set_up = time.perf_counter()
     window: deque[float] = deque(maxlen=task.window)
     returns: list[float] = []
     ends: list[int] = []
@@ -121,10 +121,8 @@ def train_control(cell: Cell, task: ControlTask, method_cls: type,
                 on_progress(StepProgress(cell, counters, budgets.spent_fraction(cell.budget, counters),
                                      stats.loss, moving_average()))
         counters.seconds += meter.flush(settle=True)  # a probe no un-probed step settled is charged its own time
-    report = meter.report()
-    # the cell's wall time by phase, as the other loops keep it (there is no evaluation: scoring is online)
-    phases = {"setup": setup_seconds, "train": report["time"]["train_seconds"], "probe": meter.probe_overhead_seconds}
-    phases["other"] = max(0.0, time.perf_counter() - born - sum(phases.values()))
+    report = meter.report()  # no evaluation phase: scoring is online
+    phases = wall_phases(meter, report, set_up - born, set_up)
     common = measurement_fields(task, counters, curve, report, eval_seconds=0.0, phases=phases)
     reason = None
     if reached_at is None:
