@@ -187,11 +187,10 @@ class Claim:
         """The claim's total false-support rate: ALPHA, or less when `confidence` tightens it."""
         return ALPHA if self.confidence is None else min(ALPHA, 1 - self.confidence)
 
-    def elsewhere(self) -> list[tuple[str, Claim]]:
-        """The claim as decided on each of its `also_on` tasks: (task, that claim)."""
-        return [(entry.task, dataclasses.replace(self, task=entry.task, budget=entry.budget or self.budget,
-                                                 target=self.target if entry.target is None else entry.target,
-                                                 also_on=()))
+    def elsewhere(self) -> list[Claim]:
+        """The claim as decided on each of its `also_on` tasks."""
+        return [dataclasses.replace(self, task=entry.task, budget=entry.budget or self.budget,
+                                    target=self.target if entry.target is None else entry.target, also_on=())
                 for entry in self.also_on]
 
     def design(self) -> dict[str, Any]:

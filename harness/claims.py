@@ -163,6 +163,9 @@ def _check_cell(claim: Claim, side: Side, config: dict[str, Any], seeds: list[in
                           "refusing to verify it on other cells.")
 
 
+CellTime = tuple[float | None, bool]  # (wall seconds, whether they are the recorded cell_seconds)
+
+
 @dataclass
 class ClaimCells:
     """Runs the cells a claim needs through the store (resume: recorded cells are reused).
@@ -183,9 +186,8 @@ class ClaimCells:
     # `prepare`: compared cells a later round will ask for once this round's tuning trials are in
     # (an upper bound: some may be recorded already, or shared by claims); see `on_round`
     later: int = 0
-    touched: dict[str, float | None] = field(default_factory=dict)  # run id -> its wall seconds (`cell_time`)
-    all_touched: dict[str, float | None] = field(default_factory=dict)  # the same, over every claim verified
-    from_training: set[str] = field(default_factory=set)  # run ids timed by training + evaluation (older records)
+    touched: dict[str, CellTime] = field(default_factory=dict)  # run id -> its wall seconds (`cell_time`)
+    all_touched: dict[str, CellTime] = field(default_factory=dict)  # the same, over every claim verified
     on_round: RoundCallback | None = None  # (this round's cells, cells expected in later rounds)
 
     def __post_init__(self) -> None:
@@ -208,14 +210,11 @@ class ClaimCells:
                               "method": cell.method.name, "status": None if record is None else record.status,
                               "record_sha256": None if record is None else record_sha256(record.to_dict())})
             out[cell.seed] = record
-            seconds, recorded = cell_time(record)
-            self.touched[cell.run_id] = self.all_touched[cell.run_id] = seconds
-            if seconds is not None and not recorded:
-                self.from_training.add(cell.run_id)
+            self.touched[cell.run_id] = self.all_touched[cell.run_id] = cell_time(record)
         return out
 
 
-def cell_time(record: Record | None) -> tuple[float | None, bool]:
+def cell_time(record: Record | None) -> CellTime:
     """A record's wall seconds and whether they are its recorded `cell_seconds` (True) or, for a
     record older than the phase accounting, its training plus evaluation seconds, which leave out
     only setup (False); (None, False) when it has neither (memory-only cells: nothing trains)."""
@@ -315,7 +314,7 @@ def verify(claim: Claim, runner: ClaimCells, claim_path: Path | None = None,
         document["robustness"] = _robustness(claim, runner, claim_path, document, start)
     else:
         document["robustness"] = {"label": "unchecked", "reason": "verified with --no-robustness"}
-    document["cost"] = cost(runner.touched, runner.from_training)
+    document["cost"] = cost(runner.touched)
     if not robustness:
         return as_stated(claim, document)
     if document["verdict"] == "supported" and document["robustness"]["label"] == "fragile":
@@ -324,16 +323,16 @@ def verify(claim: Claim, runner: ClaimCells, claim_path: Path | None = None,
     return as_stated(claim, document)
 
 
-def cost(touched: dict[str, float | None], from_training: set[str] = frozenset()) -> dict[str, Any]:
+def cost(touched: dict[str, CellTime]) -> dict[str, Any]:
     """What a verdict's cells took: their number and the sum of their wall times (`cell_time`:
     `timing.cell_seconds`, setup to last evaluation, else training plus evaluation seconds for
     records older than the phase accounting, counted in `cells_timed_by_training`; a fine-tuning
     cell's pretraining is its own cell, not counted here). Shared cells count in every claim
     that reads them."""
-    known = [s for s in touched.values() if s is not None]
-    return {"cells": len(touched), "cell_seconds": round(sum(known), 1),
+    known = [(seconds, recorded) for seconds, recorded in touched.values() if seconds is not None]
+    return {"cells": len(touched), "cell_seconds": round(sum(seconds for seconds, _ in known), 1),
             "cells_without_timing": len(touched) - len(known),
-            "cells_timed_by_training": len(from_training & touched.keys())}
+            "cells_timed_by_training": sum(not recorded for _, recorded in known)}
 
 
 def as_stated(claim: Claim, document: dict[str, Any]) -> dict[str, Any]:
@@ -379,7 +378,7 @@ def _robustness(claim: Claim, runner: ClaimCells, claim_path: Path | None, main:
     base = claim_budget(claim)
     settings = [(f"x{scale:g}", dataclasses.replace(claim, budget={k: v * scale for k, v in base.items()}))
                 for scale in BUDGET_SCALES]
-    settings += [(f"on {task}", elsewhere) for task, elsewhere in claim.elsewhere()]  # general wording: at x1
+    settings += [(f"on {other.task}", other) for other in claim.elsewhere()]  # general wording: at x1
     verdicts, estimates = {"x1": main["verdict"]}, {"x1": _estimate(main)}
     for name, variant in settings:
         decided = _verify_once(variant, runner, claim_path, pretrain_budget)

@@ -84,7 +84,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
         store.rebuild_index()
     except StoreError as exc:
         return fail(f"{exc} The records are intact; the index is a cache that the next run rebuilds.")
-    total = claims_mod.cost(runner.all_touched, runner.from_training)  # a cell shared by claims counts once here
+    total = claims_mod.cost(runner.all_touched)  # a cell shared by claims counts once here
     console.print(f"{len(verdicts)} claims verified, {runner.ran} cells trained; verdicts in {store.verdicts_dir}")
     console.print(f"the verdicts read {total['cells']} cells, whose recorded wall times sum to "
                   f"{format_seconds(total['cell_seconds'])} (h:mm:ss; on W workers at least that / W)"
@@ -132,13 +132,17 @@ VERDICT_COLOURS = {"supported": "green", "refuted": "red", "inconclusive": "yell
                    "not testable": "cyan"}
 
 
+def _interval_text(interval: list[float | None], digits: int) -> str:
+    """`[low, high]`, an open end (None) written as -inf / inf."""
+    low, high = (("-inf" if i == 0 else "inf") if x is None else f"{x:.{digits}g}" for i, x in enumerate(interval))
+    return f"[{low}, {high}]"
+
+
 def _short_estimate(decided: dict[str, Any] | None) -> str:
     """` 3.33 [2.04, 5.51]` for one robustness setting, or nothing when it has no estimate."""
     if not decided or decided.get("estimate") is None:
         return ""
-    interval = decided.get("interval") or [None, None]
-    low, high = ("-inf" if x is None and i == 0 else "inf" if x is None else f"{x:.3g}" for i, x in enumerate(interval))
-    return f" {decided['estimate']:.3g} [{low}, {high}]"
+    return f" {decided['estimate']:.3g} {_interval_text(decided.get('interval') or [None, None], 3)}"
 
 
 def _print_verdict(document: dict[str, Any]) -> None:
@@ -161,11 +165,10 @@ def _print_verdict(document: dict[str, Any]) -> None:
         console.print(f"cells read: {cost['cells']} (tuning trials and every budget included), their recorded wall "
                       f"times summing to {format_seconds(cost['cell_seconds'])}", highlight=False)
     if document["interval"]:
-        low, high = (("-inf" if i == 0 else "inf") if x is None else f"{x:.4g}"
-                     for i, x in enumerate(document["interval"]))
         estimate = "unbounded" if document["estimate"] is None else f"{document['estimate']:.4g}"
         console.print(f"estimate {estimate}, {100 * document['confidence']:.4g}% interval "
-                      f"[{low}, {high}] ({document['interval_method']}; look {document.get('look')})"
+                      f"{_interval_text(document['interval'], 4)} ({document['interval_method']}; "
+                      f"look {document.get('look')})"
                       + (f"; about {document['seeds_to_decide']} seeds would decide it at "
                          f"{100 * document.get('seeds_to_decide_power', 0.8):.0f}% power"
                          if document.get("seeds_to_decide") else ""), highlight=False)

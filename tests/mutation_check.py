@@ -76,7 +76,7 @@ MUTANTS = [
     ("fine-tuning robustness rescales the pretraining", "harness/claims.py",
      "_verify_once(variant, runner, claim_path, pretrain_budget)", "_verify_once(variant, runner, claim_path)"),
     ("a general claim's further tasks are not decided", "harness/claims.py",
-     "for task, elsewhere in claim.elsewhere()]", "for task, elsewhere in claim.elsewhere() if False]"),
+     "for other in claim.elsewhere()]", "for other in claim.elsewhere() if False]"),
     ("stale check ignores the claim file", "harness/claims.py",
      'if file_sha256(claim_path) != provenance["claim_sha256"]:', "if False:"),
 ]

@@ -476,5 +476,5 @@ def test_a_record_older_than_the_phase_accounting_is_timed_by_its_training_and_e
     assert cell_time(record(4.0)) == (4.0, True)
     assert cell_time(record(None)) == (3.0, False)
     assert cell_time(SimpleNamespace(timing=None)) == (None, False) == cell_time(None)
-    assert cost({"a": 4.0, "b": 3.0, "c": None}, {"b"}) == {
+    assert cost({"a": (4.0, True), "b": (3.0, False), "c": (None, False)}) == {
         "cells": 3, "cell_seconds": 7.0, "cells_without_timing": 1, "cells_timed_by_training": 1}
